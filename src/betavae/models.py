@@ -1,0 +1,113 @@
+"""Encoders (image -> mean and log-variance of a diagonal Gaussian) and decoders (latent -> Bernoulli logits).
+
+Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (strided convolutions, any image size).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import Config
+
+LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
+
+
+class VAE(nn.Module):
+    """A Gaussian-encoder, Bernoulli-decoder VAE. Inputs are float tensors (N,C,H,W) in [0,1]."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance, each (N, latent_dim)."""
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of every pixel, (N, *image_shape)."""
+        return self.decoder(z).view(len(z), *self.image_shape)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of a reconstruction from one sampled z, and the posterior's mean and log-variance."""
+        mean, logvar = self.encode(x)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + noise * (0.5 * logvar).exp()
+        return self.decode(z), mean, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return torch.sigmoid(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Bernoulli means of the decoding of each image's posterior mean (deterministic)."""
+        return torch.sigmoid(self.decode(self.encode(x)[0]))
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def build_mlp(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...]) -> VAE:
+    pixels = math.prod(image_shape)
+    encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, 2 * latent_dim]))
+    decoder = mlp([latent_dim, *reversed(hidden), pixels])
+    return VAE(encoder, decoder, image_shape, latent_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Dense layers to a small feature map, then 4x4 stride-2 transposed convolutions, cropped to the image size."""
+
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], channels: tuple[int, ...],
+                 image_shape: tuple[int, int, int]):
+        super().__init__()
+        c, h, w = image_shape
+        factor = 2 ** len(channels)
+        self.start = (channels[-1], math.ceil(h / factor), math.ceil(w / factor))
+        self.dense = nn.Sequential(mlp([latent_dim, *hidden, math.prod(self.start)]), nn.ReLU())
+        ups: list[nn.Module] = []
+        for n_in, n_out in zip(reversed(channels), [*reversed(channels[:-1]), c]):
+            ups += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.up = nn.Sequential(*ups[:-1])
+        self.size = (h, w)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.up(self.dense(z).view(len(z), *self.start))
+        return x[:, :, : self.size[0], : self.size[1]]
+
+
+def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...],
+               channels: tuple[int, ...]) -> VAE:
+    c, h, w = image_shape
+    convs: list[nn.Module] = []
+    for n_in, n_out in zip([c, *channels[:-1]], channels):
+        convs += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+    features = nn.Sequential(*convs, nn.Flatten())
+    with torch.no_grad():
+        n_features = features(torch.zeros(1, c, h, w)).shape[1]
+    if n_features == 0:
+        raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
+    encoder = nn.Sequential(features, mlp([n_features, *hidden, 2 * latent_dim]))
+    return VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape), image_shape, latent_dim)
+
+
+def build(config: Config, image_shape: tuple[int, int, int]) -> VAE:
+    """The model a configuration describes, for images of the given (C, H, W)."""
+    if config.arch == "conv":
+        return build_conv(image_shape, config.latent_dim, config.hidden, config.channels)
+    return build_mlp(image_shape, config.latent_dim, config.hidden)

@@ -1,0 +1,90 @@
+"""Training objectives, decoupled from the model. Each returns its terms per the one reduction used everywhere:
+
+    recon = mean over the batch of the Bernoulli negative log-likelihood summed over pixels   (nats per image)
+    kl    = mean over the batch of KL(q(z|x) || N(0, I)) summed over latent dimensions          (nats per image)
+    loss  = recon + beta * kl                                   (beta-VAE; beta = 1 is the plain VAE's -ELBO)
+
+Because both terms are per-image sums averaged over the batch, beta means the same thing at any image size, batch
+size or number of processes, and beta = 1 gives exactly the negative ELBO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+
+
+@dataclass
+class Terms:
+    """The loss to minimise and what it is made of (batch means, in nats per image)."""
+
+    loss: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    kl_per_dim: torch.Tensor
+    weight: float  # the effective KL weight (beta, or gamma for capacity) at this step
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)) per image and dimension, shape (N, D)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log p(target | logits) summed over pixels, one value per image (binary cross-entropy; grey targets allowed)."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
+
+
+def linear_anneal(start: float, end: float, step: int, steps: int) -> float:
+    """A value moving linearly from start to end over `steps` steps, then staying at end (end at once if steps = 0)."""
+    if steps <= 0:
+        return end
+    return start + (end - start) * min(step, steps) / steps
+
+
+class BetaVAELoss:
+    """Higgins et al. (2017): recon + beta * KL, with an optional linear warm-up of beta from 0."""
+
+    def __init__(self, beta: float = 1.0, warmup_steps: int = 0):
+        self.beta, self.warmup_steps = beta, warmup_steps
+
+    def kl_weight(self, step: int) -> float:
+        return linear_anneal(0.0, self.beta, step, self.warmup_steps)
+
+    def regularizer(self, kl: torch.Tensor, step: int) -> torch.Tensor:
+        return self.kl_weight(step) * kl
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
+                 step: int = 0) -> Terms:
+        recon = bernoulli_nll(logits, target).mean()
+        kl_per_dim = gaussian_kl(mean, logvar).mean(0)
+        kl = kl_per_dim.sum()
+        return Terms(recon + self.regularizer(kl, step), recon, kl, kl_per_dim, self.kl_weight(step))
+
+
+class CapacityLoss(BetaVAELoss):
+    """Burgess et al. (2018): recon + gamma * |KL - C|, with C rising linearly from c_min to c_max over c_steps."""
+
+    def __init__(self, gamma: float = 1000.0, c_min: float = 0.0, c_max: float = 25.0, c_steps: int = 100_000):
+        super().__init__(beta=gamma)
+        self.gamma, self.c_min, self.c_max, self.c_steps = gamma, c_min, c_max, c_steps
+
+    def capacity(self, step: int) -> float:
+        return linear_anneal(self.c_min, self.c_max, step, self.c_steps)
+
+    def kl_weight(self, step: int) -> float:
+        return self.gamma
+
+    def regularizer(self, kl: torch.Tensor, step: int) -> torch.Tensor:
+        return self.gamma * (kl - self.capacity(step)).abs()
+
+
+def build(config: Config) -> BetaVAELoss:
+    """The objective a configuration names."""
+    if config.objective == "capacity":
+        return CapacityLoss(config.gamma, config.capacity_min, config.capacity_max, config.capacity_steps)
+    return BetaVAELoss(config.beta, config.beta_warmup_steps)

@@ -1,0 +1,287 @@
+"""The training loop: Adam on the objective, per-epoch evaluation, atomic checkpoints, exact resume, clean Ctrl-C.
+
+Figures, TensorBoard and anything else that watches training are callbacks, so this module only trains.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from . import data as datalib
+from . import models, objectives, runs
+from .config import Config
+from .errors import BetaVAEError
+from .evaluation import Totals, elbo_terms
+
+EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
+RESUMABLE_CHANGES = ("epochs", "device", "threads")
+
+
+class TrainingDiverged(BetaVAEError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(BetaVAEError):
+    """Ctrl-C: a checkpoint was written and the run can be resumed."""
+
+
+@dataclass
+class EpochEnd:
+    """What a callback sees after each epoch (epoch 0 is the untrained model)."""
+
+    epoch: int
+    record: dict[str, Any]
+    model: models.VAE
+    data: datalib.Data
+    config: Config
+    run_dir: Path
+    is_last: bool
+
+
+Callback = Callable[[EpochEnd], None]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BetaVAEError("device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def learning_rate(config: Config, step: int, total_steps: int) -> float:
+    """Constant, or cosine decay from lr to 0 over the whole run."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    return config.lr
+
+
+class Trainer:
+    """Holds the state of one run and advances it epoch by epoch."""
+
+    def __init__(self, config: Config, run_dir: Path, data: datalib.Data, callbacks: Iterable[Callback] = (),
+                 progress: bool | None = None, log: Callable[[str], None] | None = None):
+        self.config, self.run_dir, self.callbacks = config, run_dir, list(callbacks)
+        self.device = pick_device(config.device)
+        self.data = data
+        self.train_images = data.train.images.to(self.device)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+        torch.manual_seed(config.seed)
+        self.model = models.build(config, data.image_shape).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.objective = objectives.build(config)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.epoch, self.step = 0, 0
+        self.records: list[dict[str, Any]] = []
+        self.partial: dict[str, Any] | None = None  # the epoch in progress: permutation, position, running totals
+        self.stop_requested = False
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.config.batch_size)
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Train until config.epochs, evaluating the untrained model first when starting fresh."""
+        with self._sigint_requests_stop():
+            if not self.records:
+                self._finish_epoch(0, train_means=None, seconds=0.0)
+            while self.epoch < self.config.epochs:
+                self._train_epoch(self.epoch + 1)
+        runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs)
+
+    def _train_epoch(self, epoch: int) -> None:
+        if self.partial is None:
+            self.partial = {"perm": torch.randperm(len(self.data.train), generator=self.generator,
+                                                   device=self.device),
+                            "position": 0, "totals": Totals(self.config.latent_dim).state(), "seconds": 0.0}
+        totals = Totals.from_state(self.partial["totals"])
+        batches = self.partial["perm"].split(self.config.batch_size)
+        start = time.perf_counter() - self.partial["seconds"]
+        bar = tqdm(total=len(batches), initial=self.partial["position"], desc=f"epoch {epoch}",
+                   disable=not self.progress, leave=False, file=sys.stderr)
+        for position in range(self.partial["position"], len(batches)):
+            terms = self._train_step(batches[position], epoch, position)
+            totals.add(terms, len(batches[position]))
+            self.partial.update(position=position + 1, totals=totals.state(), seconds=time.perf_counter() - start)
+            if position % 20 == 0:
+                bar.set_postfix(loss=f"{terms.loss:.1f}", recon=f"{terms.recon:.1f}", kl=f"{terms.kl:.2f}")
+            bar.update()
+            if self.stop_requested:
+                bar.close()
+                self._interrupt(epoch)
+        bar.close()
+        self._finish_epoch(epoch, totals.means(), time.perf_counter() - start)
+
+    def _train_step(self, index: torch.Tensor, epoch: int, position: int) -> objectives.Terms:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, self.step, self.config.epochs * self.batches_per_epoch)
+        x = datalib.prepare(self.train_images[index], self.config.pixels, self.generator)
+        logits, mean, logvar = self.model(x)
+        terms = self.objective(logits, x, mean, logvar, self.step)
+        if not torch.isfinite(terms.loss):
+            runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
+            raise TrainingDiverged(
+                f"loss became {terms.loss.item()} at epoch {epoch}, step {self.step} (batch {position}); the weights "
+                f"and checkpoint of epoch {self.epoch} are kept in {self.run_dir}; lower --lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return terms
+
+    def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float) -> None:
+        """Evaluate, record, save everything atomically, then let the callbacks look."""
+        record = self._evaluate(epoch, train_means, seconds)
+        self.records.append(record)
+        self.epoch, self.partial = epoch, None
+        runs.write_metrics(self.run_dir, self.records)
+        runs.save_weights(self.run_dir, self.model, epoch)
+        runs.save_checkpoint(self.run_dir, self.checkpoint_state())
+        runs.write_status(self.run_dir, "running" if epoch < self.config.epochs else "finished", epoch,
+                          self.config.epochs)
+        self.log(summary_line(record))
+        for callback in self.callbacks:
+            callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir,
+                              epoch == self.config.epochs))
+
+    def _evaluate(self, epoch: int, train_means: dict | None, seconds: float) -> dict[str, Any]:
+        evaluate = lambda split: elbo_terms(self.model, split, self.objective, self.config.pixels,  # noqa: E731
+                                            seed=self.config.seed + 10_000, step=self.step)
+        record: dict[str, Any] = {
+            "epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+            "kl_weight": self.objective.kl_weight(self.step), "train": train_means or evaluate(self.data.train),
+            "train_seconds": round(seconds, 3),
+            "images_per_second": round(len(self.data.train) / seconds, 1) if seconds > 0 else None,
+            "note": EVAL_NOTE,
+        }
+        if isinstance(self.objective, objectives.CapacityLoss):
+            record["capacity"] = self.objective.capacity(self.step)
+        if len(self.data.val):
+            record["val"] = evaluate(self.data.val)
+        return record
+
+    # --- interruption and resume ----------------------------------------------------------------------------
+    def _interrupt(self, epoch: int) -> None:
+        runs.save_checkpoint(self.run_dir, self.checkpoint_state())
+        runs.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
+                          f"stopped in epoch {epoch} after {self.partial['position']} batches")
+        raise TrainingInterrupted(f"interrupted in epoch {epoch} (batch {self.partial['position']} of "
+                                  f"{self.batches_per_epoch}); checkpoint written; resume with: "
+                                  f"betavae train --resume {self.run_dir}")
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = {
+            "format": "betavae-checkpoint-1", "epoch": self.epoch, "step": self.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(), "partial": self.partial,
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue exactly where a checkpoint left off (weights, optimizer, RNG streams, epoch in progress)."""
+        if not isinstance(state, dict) or state.get("format") != "betavae-checkpoint-1":
+            raise BetaVAEError(f"{self.run_dir / runs.CHECKPOINT} is not a betavae checkpoint")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise BetaVAEError(f"{self.run_dir / runs.CHECKPOINT} does not match this run's model ({error})") from None
+        self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
+        torch.set_rng_state(state["rng_torch"])
+        self.generator.set_state(state["rng_data"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        if self.partial is not None:
+            self.partial["perm"] = self.partial["perm"].to(self.device)
+        self.records = [r for r in runs.read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
+
+    def _sigint_requests_stop(self):
+        """First Ctrl-C: finish the current batch, checkpoint, exit cleanly. A second one stops at once."""
+        trainer = self
+
+        class _Handler:
+            def __enter__(self):
+                self.previous = None
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGINT, self.handle)
+                return self
+
+            def handle(self, signum, frame):
+                if trainer.stop_requested:
+                    raise KeyboardInterrupt
+                trainer.stop_requested = True
+
+            def __exit__(self, *exc):
+                if self.previous is not None:
+                    signal.signal(signal.SIGINT, self.previous)
+                return False
+
+        return _Handler()
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """One line per epoch for the log."""
+    parts = [f"epoch {record['epoch']:>3}"]
+    for split in ("train", "val"):
+        if split in record:
+            m = record[split]
+            parts.append(f"{split} loss {m['loss']:.2f} recon {m['recon']:.2f} kl {m['kl']:.2f}")
+    if record.get("images_per_second"):
+        parts.append(f"{record['images_per_second']:.0f} img/s")
+    return " | ".join(parts)
+
+
+def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *, resume: bool = False,
+          data: datalib.Data | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
+          log: Callable[[str], None] | None = None) -> Path:
+    """Train a model into run_dir (or continue one with resume=True) and return the run folder.
+
+    On resume the saved configuration is used; only epochs, device and threads may be changed.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        config = resumed_config(run_dir, config)
+        state = runs.load_checkpoint(run_dir)
+    else:
+        config = config or Config()
+        if (run_dir / runs.CONFIG).exists():
+            raise BetaVAEError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                               "or choose another --name")
+        state = None
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, run_dir, data, callbacks, progress, log)
+    if state is not None:
+        trainer.restore(state)
+    runs.save_config(run_dir, config, data.image_shape)
+    trainer.run()
+    return run_dir
+
+
+def resumed_config(run_dir: Path, requested: Config | None) -> Config:
+    """The saved configuration, with the few fields that may change on resume taken from the request."""
+    saved, _ = runs.read_config(run_dir)
+    if requested is None:
+        return saved
+    changed = {k for k, v in requested.to_dict().items() if saved.to_dict()[k] != v}
+    refused = sorted(changed - set(RESUMABLE_CHANGES))
+    if refused:
+        raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
+                           f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
+    return saved.replace(**{k: getattr(requested, k) for k in changed})

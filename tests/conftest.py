@@ -1,0 +1,41 @@
+"""Shared fixtures: small synthetic image sets, so that no test touches the network or the real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from betavae.data import Data, Split
+
+
+def synthetic_images(n: int, size: tuple[int, int] = (12, 12), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright squares at a few positions, one class per position: structure a VAE can learn in a few steps."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    labels = rng.integers(0, 4, n)
+    images = np.zeros((n, h, w), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        top, left = (label // 2) * (h // 2), (label % 2) * (w // 2)
+        images[i, top: top + h // 2, left: left + w // 2] = rng.integers(150, 256)
+    return images, labels.astype(np.int64)
+
+
+def synthetic_data(n_train: int = 192, n_val: int = 64, n_test: int = 64, size=(12, 12)) -> Data:
+    images, labels = synthetic_images(n_train + n_val + n_test, size)
+    a, b = n_train, n_train + n_val
+    return Data("synthetic", Split.from_numpy(images[:a], labels[:a]), Split.from_numpy(images[a:b], labels[a:b]),
+                Split.from_numpy(images[b:], labels[b:]))
+
+
+@pytest.fixture
+def data() -> Data:
+    return synthetic_data()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never read or write the user's real cache, and never see a BETAVAE_DATA from the environment."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("BETAVAE_DATA", raising=False)
+    torch.set_num_threads(1)

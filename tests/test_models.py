@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from betavae import models
+from betavae.config import preset
+
+
+@pytest.mark.parametrize("name", ["description", "conv"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 30, 20), (1, 64, 64)])
+def test_shapes(name, shape):
+    model = models.build(preset(name), shape)
+    x = torch.rand(3, *shape)
+    logits, mean, logvar = model(x)
+    assert logits.shape == (3, *shape)
+    assert mean.shape == logvar.shape == (3, 20)
+    assert model.sample(2).shape == (2, *shape)
+    recon = model.reconstruct(x)
+    assert recon.shape == (3, *shape) and 0 <= recon.min() and recon.max() <= 1
+
+
+def test_description_mlp_has_the_notebooks_size():
+    model = models.build(preset("description"), (1, 28, 28))
+    assert sum(p.numel() for p in model.parameters()) == 652_824  # 784-400-40 and 20-400-784
+
+
+def test_logvar_is_clamped():
+    model = models.build(preset("vae"), (1, 28, 28))
+    with torch.no_grad():
+        model.encoder[1][-1].bias.fill_(1e6)
+    _, logvar = model.encode(torch.rand(2, 1, 28, 28))
+    assert torch.isfinite(logvar.exp()).all() and logvar.max() == models.LOGVAR_RANGE[1]
+
+
+def test_reconstruct_decodes_the_mean():
+    model = models.build(preset("vae"), (1, 28, 28))
+    x = torch.rand(2, 1, 28, 28)
+    mean, _ = model.encode(x)
+    assert torch.allclose(model.reconstruct(x), torch.sigmoid(model.decode(mean)))

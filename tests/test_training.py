@@ -1,0 +1,149 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import betavae
+from betavae import runs
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, train
+
+from .conftest import synthetic_data
+
+TINY = Config(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
+
+
+def weights(run_dir):
+    return load_file(run_dir / runs.WEIGHTS)
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_one_epoch_smoke(tmp_path, data):
+    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    records = runs.read_metrics(run)
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
+    assert len(records[1]["train"]["kl_per_dim"]) == 4
+    assert runs.read_status(run)["state"] == "finished"
+    header = (run / runs.METRICS_CSV).read_text().splitlines()[0]
+    assert "val_kl_per_dim_3" in header and "train_recon" in header
+    saved = json.loads((run / runs.CONFIG).read_text())
+    assert saved["config"]["seed"] == 3 and saved["image_shape"] == [1, 12, 12]
+    model = betavae.load(run)
+    x = data.test.images[:5]
+    mean, logvar = model.encode(x)
+    assert mean.shape == (5, 4) and model.reconstruct(x).shape == x.shape and model.sample(3).shape == (3, 1, 12, 12)
+
+
+def test_seed_makes_runs_identical(tmp_path, data):
+    a = train(TINY.replace(epochs=1), tmp_path / "a", data=data, log=lambda line: None)
+    b = train(TINY.replace(epochs=1), tmp_path / "b", data=data, log=lambda line: None)
+    assert_same_weights(a, b)
+
+
+@pytest.mark.parametrize("pixels", ["grey", "binary"])
+def test_resume_equals_straight_run(tmp_path, data, pixels):
+    config = TINY.replace(pixels=pixels)
+    straight = train(config, tmp_path / "straight", data=data, log=lambda line: None)
+    split = train(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
+    train(config, split, resume=True, data=data, log=lambda line: None)
+    assert_same_weights(straight, split)
+    assert [r["epoch"] for r in runs.read_metrics(split)] == [0, 1, 2]
+    assert runs.read_metrics(split)[2]["val"] == runs.read_metrics(straight)[2]["val"]
+
+
+@pytest.mark.parametrize("config", [TINY, TINY.replace(pixels="binary", lr_schedule="cosine")])
+def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
+    straight = train(config, tmp_path / "straight", data=data, log=lambda line: None)
+    run_dir = tmp_path / "interrupted"
+    run_dir.mkdir()
+    trainer = Trainer(config, run_dir, data, log=lambda line: None)
+    runs.save_config(run_dir, config, data.image_shape)
+    step = trainer._train_step
+
+    def step_then_ctrl_c(*args):  # Ctrl-C arrives during the 9th step (epoch 2, batch 2 of 6)
+        terms = step(*args)
+        trainer.stop_requested = trainer.step == 9
+        return terms
+
+    trainer._train_step = step_then_ctrl_c
+    with pytest.raises(TrainingInterrupted, match="resume with: betavae train --resume"):
+        trainer.run()
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+    train(None, run_dir, resume=True, data=data, log=lambda line: None)
+    assert_same_weights(straight, run_dir)
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    data.train.images[5] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step \d+"):
+        train(TINY, tmp_path / "r", data=data, log=lambda line: None)
+    assert runs.read_status(tmp_path / "r")["state"] == "failed"
+    assert runs.load_checkpoint(tmp_path / "r")["epoch"] == 0
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "r").values())
+
+
+def test_existing_run_is_not_overwritten(tmp_path, data):
+    train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    with pytest.raises(BetaVAEError, match="already holds a run"):
+        train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+
+
+def test_resume_refuses_changed_settings_but_extends_epochs(tmp_path, data):
+    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    with pytest.raises(BetaVAEError, match="cannot change beta"):
+        train(TINY.replace(epochs=1, beta=2.0), run, resume=True, data=data)
+    train(TINY.replace(epochs=2), run, resume=True, data=data, log=lambda line: None)
+    assert runs.read_status(run)["epoch"] == 2
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, data):
+    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    (run / runs.CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(BetaVAEError, match="corrupt or not a betavae checkpoint"):
+        train(TINY.replace(epochs=2), run, resume=True, data=data)
+    save_file({"other.weight": torch.zeros(2)}, run / runs.WEIGHTS)
+    with pytest.raises(BetaVAEError, match="does not match the model"):
+        betavae.load(run)
+    (run / runs.WEIGHTS).write_bytes(b"junk")
+    with pytest.raises(BetaVAEError, match="corrupt or not a safetensors"):
+        betavae.load(run)
+    with pytest.raises(BetaVAEError, match="does not exist"):
+        betavae.load(tmp_path / "missing")
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path, data):
+    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    state = torch.load(run / runs.CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and state["partial"] is None
+
+
+def test_loss_is_independent_of_process_count_style_reduction(data):
+    """One step on batch 2B equals the average gradient of two batches of B (what DDP relies on)."""
+    trainer = Trainer(TINY, None, data, log=lambda line: None)
+    model, objective = trainer.model, trainer.objective
+    x = data.train.images[:16]
+    torch.manual_seed(0)
+    noise = torch.randn(16, 4)
+
+    def grads(batch, eps):
+        model.zero_grad()
+        mean, logvar = model.encode(batch)
+        logits = model.decode(mean + eps * (0.5 * logvar).exp())
+        objective(logits, batch, mean, logvar).loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    whole = grads(x, noise)
+    halves = [grads(x[s], noise[s]) for s in (slice(0, 8), slice(8, 16))]
+    for g, a, b in zip(whole, *halves):
+        assert torch.allclose(g, (a + b) / 2, atol=1e-6)
+    assert np.isfinite(float(objective.kl_weight(0)))
