@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume = False
     callbacks = []
     if not args.no_figures:
-        from .figures import TrainingFigures
+        from .gallery import TrainingFigures
 
         callbacks.append(TrainingFigures())
     run_dir = train(config, run_dir, resume=resume, callbacks=callbacks)

@@ -56,9 +56,18 @@ def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = Totals(model.latent_dim)
+    means = []
     for index in datalib.batch_indices(len(split), batch_size):
         x = datalib.prepare(split.images[index].to(device), pixels, generator)
         logits, mean, logvar = model(x, generator)
         totals.add(objective(logits, x, mean, logvar, step), len(index))
+        means.append(mean.double().cpu())
     model.train(was_training)
-    return totals.means()
+    return {**totals.means(), "active_units": active_units(torch.cat(means))}
+
+
+def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Burda et al. (2016): dimensions whose posterior mean varies across the data, Var_x(E[z|x]) > threshold."""
+    if len(means) < 2:
+        return 0
+    return int((means.var(dim=0) > threshold).sum())

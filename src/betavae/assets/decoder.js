@@ -1,0 +1,97 @@
+// The betavae decoder in plain JavaScript: the same layers as the torch model, read from the weights the report
+// embeds, so that the browser can decode any latent vector without a server. Works in browsers and in Node.js.
+(function (root) {
+  "use strict";
+
+  function fromBase64(text) {
+    const binary = typeof atob === "function" ? atob(text) : Buffer.from(text, "base64").toString("binary");
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return new Float32Array(bytes.buffer);
+  }
+
+  // Weights arrive base64-encoded (little-endian float32); decode them once.
+  function prepare(layers) {
+    return layers.map((layer) => {
+      const out = Object.assign({}, layer);
+      if (typeof layer.weight === "string") out.weight = fromBase64(layer.weight);
+      if (typeof layer.bias === "string") out.bias = fromBase64(layer.bias);
+      return out;
+    });
+  }
+
+  function linear(layer, x) {
+    const n = layer.in, m = layer.out, w = layer.weight, y = new Float64Array(m);
+    for (let o = 0; o < m; o++) {
+      let sum = layer.bias[o];
+      const row = o * n;
+      for (let i = 0; i < n; i++) sum += w[row + i] * x[i];
+      y[o] = sum;
+    }
+    return y;
+  }
+
+  function relu(x) {
+    const y = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
+    return y;
+  }
+
+  // torch.nn.ConvTranspose2d with weight (in, out, k, k): each input pixel scatters a k x k stencil.
+  function convTranspose(layer, x, shape) {
+    const [cin, h, w] = shape, cout = layer.out, k = layer.kernel, s = layer.stride, p = layer.padding;
+    const oh = (h - 1) * s - 2 * p + k, ow = (w - 1) * s - 2 * p + k;
+    const y = new Float64Array(cout * oh * ow);
+    for (let co = 0; co < cout; co++) y.fill(layer.bias[co], co * oh * ow, (co + 1) * oh * ow);
+    const wt = layer.weight;
+    for (let ci = 0; ci < cin; ci++) {
+      for (let iy = 0; iy < h; iy++) {
+        for (let ix = 0; ix < w; ix++) {
+          const v = x[(ci * h + iy) * w + ix];
+          if (v === 0) continue;
+          for (let co = 0; co < cout; co++) {
+            const base = ((ci * cout + co) * k) * k;
+            for (let ky = 0; ky < k; ky++) {
+              const oy = iy * s - p + ky;
+              if (oy < 0 || oy >= oh) continue;
+              const rowOut = (co * oh + oy) * ow, rowW = base + ky * k;
+              for (let kx = 0; kx < k; kx++) {
+                const ox = ix * s - p + kx;
+                if (ox >= 0 && ox < ow) y[rowOut + ox] += v * wt[rowW + kx];
+              }
+            }
+          }
+        }
+      }
+    }
+    return [y, [cout, oh, ow]];
+  }
+
+  function crop(x, shape, height, width) {
+    const [c, h, w] = shape, y = new Float64Array(c * height * width);
+    for (let ch = 0; ch < c; ch++)
+      for (let r = 0; r < height; r++)
+        for (let col = 0; col < width; col++) y[(ch * height + r) * width + col] = x[(ch * h + r) * w + col];
+    return [y, [c, height, width]];
+  }
+
+  // Decode one latent vector into pixel probabilities (Bernoulli means), a Float64Array of C*H*W values.
+  function decode(layers, z) {
+    let x = Float64Array.from(z), shape = [x.length];
+    for (const layer of layers) {
+      if (layer.type === "linear") { x = linear(layer, x); shape = [x.length]; }
+      else if (layer.type === "relu") x = relu(x);
+      else if (layer.type === "reshape") shape = layer.shape.slice();
+      else if (layer.type === "conv_transpose") [x, shape] = convTranspose(layer, x, shape);
+      else if (layer.type === "crop") [x, shape] = crop(x, shape, layer.height, layer.width);
+      else throw new Error("unknown layer type " + layer.type);
+    }
+    const probabilities = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) probabilities[i] = 1 / (1 + Math.exp(-x[i]));
+    return probabilities;
+  }
+
+  const api = { prepare, decode, fromBase64 };
+  if (typeof module !== "undefined" && module.exports) module.exports = api;
+  else root.BetaVAEDecoder = api;
+})(typeof window !== "undefined" ? window : globalThis);
