@@ -81,6 +81,53 @@ def cmd_fetch(args: argparse.Namespace) -> None:
           f"{raw.train_images.shape[1]}x{raw.train_images.shape[2]}, checksum {raw.checksum()[:16]}")
 
 
+def parse_pairs(text: str) -> list[tuple[int, int]]:
+    """'0:1,2:3' -> [(0, 1), (2, 3)]."""
+    try:
+        return [tuple(int(i) for i in pair.split(":", 1)) for pair in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pairs look like 0:1,2:3, got {text!r}") from None
+
+
+def parse_indices(text: str) -> list[int]:
+    try:
+        return [int(i) for i in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"indices look like 0,1,2, got {text!r}") from None
+
+
+def figure_command(name: str):
+    """The handler of a figure command: open the finished run, make the figure, print its path."""
+    def handler(args: argparse.Namespace) -> None:
+        from . import gallery
+
+        run = gallery.FinishedRun.open(args.run)
+        if name == "reconstruct":
+            path = gallery.reconstruct(run, args.indices, args.split)
+        elif name == "sample":
+            path = gallery.sample(run, args.n, args.seed, args.draw)
+        elif name == "interpolate":
+            path = gallery.interpolate(run, args.pairs, args.images, args.steps, args.method)
+        elif name == "traverse":
+            path = gallery.traverse(run, args.index, args.span)
+        elif name == "latent-map":
+            path = gallery.latent_map(run, args.method)
+        else:
+            from .report import write_report
+
+            path = write_report(run.run_dir, run.model, run.data)
+        print(path)
+    return handler
+
+
+def cmd_curves(args: argparse.Namespace) -> None:
+    from . import gallery
+    from .runs import read_config
+
+    read_config(args.run)
+    print(gallery.save_curves(Path(args.run)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="betavae", description=__doc__)
     parser.add_argument("--version", action="version", version=f"betavae {__version__}")
@@ -99,6 +146,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = commands.add_parser("presets", help="list the named configurations")
     presets.set_defaults(func=cmd_presets)
+
+    def figure_parser(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("run", metavar="RUN", help="a finished run folder, e.g. runs/betavae-mnist-...")
+        sub.set_defaults(func=figure_command(name))
+        return sub
+
+    sub = figure_parser("reconstruct", "ground truth over reconstruction")
+    sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
+    sub.add_argument("--split", default="val", choices=["train", "val", "test"])
+    sub = figure_parser("sample", "decode z ~ N(0, I)")
+    sub.add_argument("--n", type=int, default=64)
+    sub.add_argument("--seed", type=int)
+    sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
+    sub = figure_parser("interpolate", "walk between the posterior means of two images")
+    sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
+    sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
+    sub.add_argument("--steps", type=int, default=16)
+    sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
+    sub = figure_parser("traverse", "sweep each latent dimension around an image's mean")
+    sub.add_argument("--index", type=int, default=0, help="validation image index")
+    sub.add_argument("--span", type=float, default=3.0)
+    sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs")
+    sub.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca")
+    figure_parser("report", "write runs/<name>/report.html")
+    curves = commands.add_parser("curves", help="training curves from metrics.jsonl")
+    curves.add_argument("run", metavar="RUN")
+    curves.set_defaults(func=cmd_curves)
 
     fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
     fetch.add_argument("dataset", nargs="?", default="mnist")

@@ -180,3 +180,107 @@ class TrainingFigures:
             from .report import write_report
 
             write_report(end.run_dir, model=model, data=end.data)
+
+
+# --- the figure commands on a finished run ---------------------------------------------------------------------------
+@dataclass
+class FinishedRun:
+    """A finished run's model, data and fixed figure inputs, loaded once for the figure commands."""
+
+    run_dir: Path
+    config: Config
+    model: VAE
+    data: datalib.Data
+    inputs: Inputs
+
+    @staticmethod
+    def open(run_dir: str | Path) -> "FinishedRun":
+        run_dir = Path(run_dir)
+        runs.require_finished(run_dir)
+        config, _ = runs.read_config(run_dir)
+        data = datalib.load(config.dataset, config.data_dir, config.val_size)
+        return FinishedRun(run_dir, config, runs.load(run_dir), data, Inputs.of(data, config))
+
+    @property
+    def out(self) -> Path:
+        return figure_dir(self.run_dir)
+
+    def image(self, index: int, split: str = "val") -> torch.Tensor:
+        images = self.split(split).images
+        if not 0 <= index < len(images):
+            raise BetaVAEError(f"image index {index} is out of range: the {split} split has {len(images)} images "
+                               f"(0..{len(images) - 1})")
+        return images[index]
+
+    def split(self, name: str) -> datalib.Split:
+        split = self.data.split(name)
+        if len(split) == 0:
+            raise BetaVAEError(f"the {name} split of this run is empty; choose --split train or test")
+        return split
+
+    def image_file(self, path: str | Path) -> torch.Tensor:
+        """A PNG as a (C,H,W) tensor in [0,1], refused unless it has the model's size."""
+        from PIL import UnidentifiedImageError
+
+        try:
+            with Image.open(path) as picture:
+                array = np.asarray(picture.convert("L"), dtype=np.float32) / 255
+        except FileNotFoundError:
+            raise BetaVAEError(f"image {path} does not exist; check the path") from None
+        except (OSError, UnidentifiedImageError) as error:
+            raise BetaVAEError(f"{path} is not a readable image ({error})") from None
+        _, h, w = self.model.image_shape
+        if array.shape != (h, w):
+            raise BetaVAEError(f"{path} is {array.shape[1]}x{array.shape[0]} but this model takes {w}x{h} images; "
+                               "resize it first")
+        return torch.from_numpy(array)[None]
+
+    def last_kl(self) -> list[float]:
+        last = runs.read_metrics(self.run_dir)[-1]
+        return last.get("val", last["train"])["kl_per_dim"]
+
+
+def reconstruct(run: FinishedRun, indices: list[int] | None = None, split: str = "val") -> Path:
+    images = torch.stack([run.image(i, split) for i in indices]) if indices else run.split(split).images[:10]
+    picture = figures.reconstruction_grid(run.model, images, f"{split} images (top) and reconstructions (bottom)")
+    return figures.save_image(picture, run.out / "reconstruction.png")
+
+
+def sample(run: FinishedRun, n: int = 64, seed: int | None = None, draw: bool = False) -> Path:
+    if n < 1:
+        raise BetaVAEError(f"--n must be at least 1, got {n}")
+    seed = run.config.seed + 2 if seed is None else seed
+    noise = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
+    picture = figures.sample_grid(run.model, noise, min(n, 8), f"z ~ N(0,I), seed {seed}: {what}", draw, seed)
+    return figures.save_image(picture, run.out / ("samples_drawn.png" if draw else "samples.png"))
+
+
+def interpolate(run: FinishedRun, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,
+                steps: int = STEPS, method: str = "linear") -> Path:
+    if steps < 2:
+        raise BetaVAEError(f"--steps must be at least 2 (the two endpoints), got {steps}")
+    if files:
+        if len(files) != 2:
+            raise BetaVAEError(f"--images takes exactly two PNG files, got {len(files)}")
+        images = [(run.image_file(files[0]), run.image_file(files[1]))]
+    else:
+        images = [(run.image(a), run.image(b)) for a, b in (pairs or run.inputs.pairs)]
+    return save_interpolation(run.model, images, run.out, method, steps, f"interpolation_{method}.png")
+
+
+def traverse(run: FinishedRun, index: int = 0, span: float = 3.0) -> Path:
+    if not span > 0:
+        raise BetaVAEError(f"--span must be positive, got {span}")
+    return save_traversals(run.model, run.image(index), run.last_kl(), run.out, span)
+
+
+def latent_map(run: FinishedRun, method: str = "pca") -> Path:
+    """From the means captured during training; captured now from the final model when training kept none."""
+    if not (run.run_dir / LATENTS).is_file():
+        means = posterior_means(run.model, run.inputs.map_images)
+        add_latents(run.run_dir, runs.read_status(run.run_dir)["epoch"], means, run.inputs.map_labels)
+    try:
+        return save_latent_map(run.run_dir, method, run.config.seed)
+    except ImportError as error:
+        raise BetaVAEError(str(error)) from None

@@ -12,7 +12,7 @@
   const pixels = Uint8Array.from(atob(spec.points.images), (c) => c.charCodeAt(0));
   const nPoints = spec.points.labels.length;
   const z = new Float64Array(latentDim);
-  const state = { lastMs: null, lastProbabilities: null, ready: false, selected: -1, decodes: 0 };
+  const state = { lastMs: null, lastProbabilities: null, ready: false, selected: -1, decodes: 0, z };
   window.explorer = state;
 
   function draw(canvas, values, scale) {

@@ -1,0 +1,81 @@
+"""The report's in-browser decoder must agree with torch: under Node.js, and in headless Chromium after a slider moves."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from betavae import gallery, models, runs
+from betavae.config import Config
+from betavae.report import decoder_spec
+from betavae.training import train
+
+from .conftest import synthetic_data
+
+JS = Path(__file__).parent / "js"
+NODE = shutil.which("node")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (CI installs it)")
+needs_chromium = pytest.mark.skipif(NODE is None or CHROMIUM is None,
+                                    reason="headless Chromium or Node.js is missing (CI installs Debian's chromium)")
+CONFIGS = {
+    "mlp": Config(hidden=(32, 16), latent_dim=5),
+    "conv": Config(arch="conv", hidden=(24,), channels=(8, 6), latent_dim=5),
+}
+
+
+def node_decode(model, z, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"layers": decoder_spec(model), "z": z.tolist()}))
+    out = subprocess.run([NODE, str(JS / "decode.js"), str(spec)], capture_output=True, text=True, check=True)
+    return torch.tensor(json.loads(out.stdout), dtype=torch.float64)
+
+
+@needs_node
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("shape", [(1, 12, 12), (1, 13, 10)])
+def test_node_decoder_matches_torch(arch, shape, tmp_path):
+    torch.manual_seed(0)
+    model = models.build(CONFIGS[arch], shape)
+    z = torch.randn(16, 5) * 2
+    expected = torch.sigmoid(model.decode(z)).detach().double().flatten(1)
+    got = node_decode(model, z, tmp_path)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def report_run(request, tmp_path_factory):
+    config = CONFIGS[request.param].replace(epochs=1, batch_size=32, latent_map_size=40)
+    run_dir = tmp_path_factory.mktemp(request.param) / "run"
+    train(config, run_dir, data=synthetic_data(), callbacks=[gallery.TrainingFigures()], log=lambda line: None)
+    return run_dir
+
+
+@needs_chromium
+def test_explorer_in_headless_chromium(report_run):
+    """Drag the first slider with the mouse: the canvas changes and shows exactly what torch decodes."""
+    result = subprocess.run([NODE, "--experimental-websocket", str(JS / "browser_check.mjs"),
+                             str(report_run / "report.html")], capture_output=True, text=True, timeout=90,
+                            env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    assert page["decodes"] == 1
+    assert page["before"] != page["after"]
+    model = runs.load(report_run)
+    z = torch.tensor(page["z"], dtype=torch.float32)
+    assert z[page["slider_dim"]].item() == pytest.approx(page["slider_value"], abs=1e-6)
+    expected = torch.sigmoid(model.decode(z[None])).detach().double().flatten()
+    shown = torch.tensor(page["probabilities"], dtype=torch.float64)
+    assert (shown - expected).abs().max().item() <= 1e-4
+    canvas = torch.tensor(page["after"], dtype=torch.float64)
+    assert (canvas - (expected * 255).round()).abs().max().item() <= 1
+
+
+def test_report_is_self_contained(report_run):
+    page = (report_run / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    assert 'id="explorer-data"' in page and "data:image/png;base64" in page
