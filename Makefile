@@ -1,8 +1,9 @@
 # make train: set up, then train the default beta-VAE on MNIST into runs/<name>.
-# make test:  set up, then run the unit tests and one real epoch on MNIST.
+# make test:  set up (headless Chromium too), then run every test, one real MNIST epoch included.
+# make bench: the benchmarks under bench/ (they print their figures).
 VENV := .venv/bin
 
-.PHONY: setup train test unit real-epoch bench
+.PHONY: setup browser train test unit bench
 
 setup:
 	bash scripts/setup.sh
@@ -13,10 +14,12 @@ train: setup
 unit:
 	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
 
-real-epoch:
-	$(VENV)/python scripts/real_epoch_check.py
+browser:
+	bash scripts/browser.sh
 
-test: setup unit real-epoch
+test: setup browser
+	BETAVAE_REAL_DATA=1 $(VENV)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: setup
-	$(VENV)/python bench/throughput.py
+	$(VENV)/python bench/training.py
+	$(VENV)/python bench/figures.py

@@ -11,34 +11,36 @@ from .objectives import BetaVAELoss
 
 
 class Totals:
-    """Batch-size-weighted sums of the loss terms, turned into per-image means on request."""
+    """Batch-size-weighted sums of the loss terms (kept as tensors: no sync per batch), as per-image means on request."""
+
+    KEYS = ("loss", "recon", "kl")
 
     def __init__(self, latent_dim: int):
         self.n = 0
-        self.sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        self.sums = {key: torch.zeros((), dtype=torch.float64) for key in self.KEYS}
         self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64)
 
     def add(self, terms, n: int) -> None:
         self.n += n
-        for key in self.sums:
-            self.sums[key] += float(getattr(terms, key).detach()) * n
+        for key in self.KEYS:
+            self.sums[key] += getattr(terms, key).detach().double().cpu() * n
         self.kl_per_dim += terms.kl_per_dim.detach().double().cpu() * n
 
     def means(self) -> dict:
         n = max(self.n, 1)
-        out = {key: value / n for key, value in self.sums.items()}
+        out = {key: float(value) / n for key, value in self.sums.items()}
         out["neg_elbo"] = out["recon"] + out["kl"]
         out["kl_per_dim"] = (self.kl_per_dim / n).tolist()
         return out
 
     def state(self) -> dict:
-        return {"n": self.n, **self.sums, "kl_per_dim": self.kl_per_dim.clone()}
+        return {"n": self.n, **{k: v.clone() for k, v in self.sums.items()}, "kl_per_dim": self.kl_per_dim.clone()}
 
     @classmethod
     def from_state(cls, state: dict) -> "Totals":
         totals = cls(len(state["kl_per_dim"]))
         totals.n = state["n"]
-        totals.sums = {key: state[key] for key in totals.sums}
+        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).clone() for key in cls.KEYS}
         totals.kl_per_dim = state["kl_per_dim"].clone()
         return totals
 

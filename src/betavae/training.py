@@ -79,7 +79,7 @@ class Trainer:
         self.log = log or (lambda line: print(line, file=sys.stderr))
         torch.manual_seed(config.seed)
         self.model = models.build(config, data.image_shape).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
         self.objective = objectives.build(config)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.epoch, self.step = 0, 0
@@ -105,8 +105,8 @@ class Trainer:
         if self.partial is None:
             self.partial = {"perm": torch.randperm(len(self.data.train), generator=self.generator,
                                                    device=self.device),
-                            "position": 0, "totals": Totals(self.config.latent_dim).state(), "seconds": 0.0}
-        totals = Totals.from_state(self.partial["totals"])
+                            "position": 0, "totals": Totals(self.config.latent_dim), "seconds": 0.0}
+        totals = self.partial["totals"]
         batches = self.partial["perm"].split(self.config.batch_size)
         start = time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=len(batches), initial=self.partial["position"], desc=f"epoch {epoch}",
@@ -114,7 +114,7 @@ class Trainer:
         for position in range(self.partial["position"], len(batches)):
             terms = self._train_step(batches[position], epoch, position)
             totals.add(terms, len(batches[position]))
-            self.partial.update(position=position + 1, totals=totals.state(), seconds=time.perf_counter() - start)
+            self.partial.update(position=position + 1, seconds=time.perf_counter() - start)
             if position % 20 == 0:
                 bar.set_postfix(loss=f"{terms.loss:.1f}", recon=f"{terms.recon:.1f}", kl=f"{terms.kl:.2f}")
             bar.update()
@@ -185,7 +185,8 @@ class Trainer:
         state = {
             "format": "betavae-checkpoint-1", "epoch": self.epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(), "partial": self.partial,
+            "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(),
+            "partial": self.partial and {**self.partial, "totals": self.partial["totals"].state()},
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -206,7 +207,8 @@ class Trainer:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         if self.partial is not None:
-            self.partial["perm"] = self.partial["perm"].to(self.device)
+            self.partial.update(perm=self.partial["perm"].to(self.device),
+                                totals=Totals.from_state(self.partial["totals"]))
         self.records = [r for r in runs.read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
 
     def _sigint_requests_stop(self):
