@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 import betavae
 from betavae import data as datalib
 from betavae import objectives
-from betavae.evaluation import elbo_terms
+from betavae.likelihood import elbo_terms
 from betavae.training import Trainer
 
 

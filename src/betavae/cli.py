@@ -27,11 +27,13 @@ HELP = {
 }
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """One --option per Config field; only those given override the preset and config file."""
     group = parser.add_argument_group("configuration (overrides the preset and --config)")
     hints = typing.get_type_hints(Config)
     for f in fields(Config):
+        if f.name in exclude:
+            continue
         metavar = "N,N" if typing.get_origin(hints[f.name]) is tuple else f.name.split("_")[-1].upper()
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None, metavar=metavar,
                            help=f"{HELP.get(f.name, '')} (default {f.default})".strip())
@@ -128,6 +130,42 @@ def cmd_curves(args: argparse.Namespace) -> None:
     print(gallery.save_curves(Path(args.run)))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate, format_table
+
+    result = evaluate(args.run, args.split, args.importance_samples, args.repeats, args.samples, args.seed,
+                      args.classifier, probes=not args.no_probes, log=lambda line: print(line, file=sys.stderr))
+    print(format_table(result))
+    print(f"written: {Path(args.run) / 'evaluation.json'}")
+
+
+def cmd_classifier(args: argparse.Namespace) -> None:
+    from .classifier import classifier_path, save_classifier, train_classifier
+    from .data import load
+
+    data = load(args.dataset, args.data_dir, args.val_size)
+    model, test_accuracy = train_classifier(data, args.epochs, args.seed)
+    path = Path(args.out) if args.out else classifier_path(args.dataset)
+    save_classifier(model, path, test_accuracy)
+    print(f"classifier test accuracy {test_accuracy:.4f}; saved {path}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import sweep
+
+    base = config_from_args(args)
+    try:
+        betas = [float(b) for b in args.beta.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise BetaVAEError(f"--beta takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
+    name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = sweep(base, Path(args.runs) / name, betas, seeds, args.backend, args.figures,
+                 log=lambda line: print(line, file=sys.stderr))
+    print((Path(args.runs) / name / "summary.md").read_text(), end="")
+    print(f"summary and rate-distortion figure in {Path(args.runs) / name} ({len(rows)} points)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="betavae", description=__doc__)
     parser.add_argument("--version", action="version", version=f"betavae {__version__}")
@@ -174,6 +212,42 @@ def build_parser() -> argparse.ArgumentParser:
     curves = commands.add_parser("curves", help="training curves from metrics.jsonl")
     curves.add_argument("run", metavar="RUN")
     curves.set_defaults(func=cmd_curves)
+
+    evaluate = commands.add_parser("evaluate", help="likelihoods, sample and representation quality of a run")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--importance-samples", type=int, default=1000, metavar="K",
+                          help="K of the importance-weighted bound (5000 for published numbers; 0 to skip)")
+    evaluate.add_argument("--repeats", type=int, default=5, help="noise draws of the ELBO estimate")
+    evaluate.add_argument("--samples", type=int, default=10000, help="generated images for sample quality")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--classifier", help="classifier weights (default: the cached one for the data set)")
+    evaluate.add_argument("--no-probes", action="store_true", help="skip the linear and k-NN probes")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    classifier = commands.add_parser("classifier", help="the digit classifier used to score samples")
+    classifier_commands = classifier.add_subparsers(dest="action", required=True, metavar="ACTION")
+    classifier_train = classifier_commands.add_parser("train", help="train and cache it")
+    classifier_train.add_argument("--dataset", default="mnist")
+    classifier_train.add_argument("--data-dir")
+    classifier_train.add_argument("--val-size", type=int, default=5000)
+    classifier_train.add_argument("--epochs", type=int, default=8)
+    classifier_train.add_argument("--seed", type=int, default=0)
+    classifier_train.add_argument("--out", help="where to save (default: the cache)")
+    classifier_train.set_defaults(func=cmd_classifier)
+
+    sweep = commands.add_parser("sweep", help="one run per (beta, seed), summary table and rate-distortion figure")
+    sweep.add_argument("--beta", required=True, help="comma-separated, e.g. 0.25,0.5,1,2,4,8")
+    sweep.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
+    sweep.add_argument("--name", help="sweep folder name under --runs (default sweep-<time>)")
+    sweep.add_argument("--runs", default="runs")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="local: one point after another; ray: points as Ray tasks (extra betavae[ray])")
+    sweep.add_argument("--figures", action="store_true", help="draw each point's figures too")
+    sweep.add_argument("--preset", choices=list(PRESETS), default=None)
+    sweep.add_argument("--config", help="TOML file of configuration keys")
+    add_config_options(sweep, exclude=("beta", "seed"))
+    sweep.set_defaults(func=cmd_sweep)
 
     fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
     fetch.add_argument("dataset", nargs="?", default="mnist")

@@ -1,75 +1,160 @@
-"""Evaluation of a model on a data split: the negative ELBO and its terms, with a sampled z, over the whole split."""
+"""`betavae evaluate`: every number a user may want to trust, on the test split by default, with what each means.
+
+Writes runs/<name>/evaluation.json and returns the same dictionary; `format_table` prints it. Labels say plainly
+when a number is not a likelihood (BCE on grey levels) and on which targets each likelihood was computed.
+"""
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
 import torch
 
+from . import atomic, runs
 from . import data as datalib
-from .data import Split
+from . import quality
+from .classifier import classifier_path, features_and_probabilities, load_classifier
+from .gallery import posterior_means
+from .likelihood import active_units, elbo_terms, iwae_bound
 from .models import VAE
 from .objectives import BetaVAELoss
 
-
-class Totals:
-    """Batch-size-weighted sums of the loss terms (kept as tensors: no sync per batch), as per-image means on request."""
-
-    KEYS = ("loss", "recon", "kl")
-
-    def __init__(self, latent_dim: int):
-        self.n = 0
-        self.sums = {key: torch.zeros((), dtype=torch.float64) for key in self.KEYS}
-        self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64)
-
-    def add(self, terms, n: int) -> None:
-        self.n += n
-        for key in self.KEYS:
-            self.sums[key] += getattr(terms, key).detach().double().cpu() * n
-        self.kl_per_dim += terms.kl_per_dim.detach().double().cpu() * n
-
-    def means(self) -> dict:
-        n = max(self.n, 1)
-        out = {key: float(value) / n for key, value in self.sums.items()}
-        out["neg_elbo"] = out["recon"] + out["kl"]
-        out["kl_per_dim"] = (self.kl_per_dim / n).tolist()
-        return out
-
-    def state(self) -> dict:
-        return {"n": self.n, **{k: v.clone() for k, v in self.sums.items()}, "kl_per_dim": self.kl_per_dim.clone()}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "Totals":
-        totals = cls(len(state["kl_per_dim"]))
-        totals.n = state["n"]
-        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).clone() for key in cls.KEYS}
-        totals.kl_per_dim = state["kl_per_dim"].clone()
-        return totals
+EVALUATION = "evaluation.json"
 
 
-@torch.no_grad()
-def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "grey", batch_size: int = 1000,
-               seed: int = 0, step: int = 0) -> dict:
-    """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
-
-    The noise (and the binarization, in binary mode) comes from its own generator seeded with `seed`, so the figure
-    for a given model does not depend on what ran before it.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    totals = Totals(model.latent_dim)
-    means = []
-    for index in datalib.batch_indices(len(split), batch_size):
-        x = datalib.prepare(split.images[index].to(device), pixels, generator)
-        logits, mean, logvar = model(x, generator)
-        totals.add(objective(logits, x, mean, logvar, step), len(index))
-        means.append(mean.double().cpu())
-    model.train(was_training)
-    return {**totals.means(), "active_units": active_units(torch.cat(means))}
+def elbo_repeats(model: VAE, split: datalib.Split, pixels: str, repeats: int, seed: int) -> dict[str, Any]:
+    """The negative ELBO (beta = 1, one sampled z per image) over `repeats` noise draws: mean, sd and its terms."""
+    runs_ = [elbo_terms(model, split, BetaVAELoss(1.0), pixels, seed=seed + r) for r in range(repeats)]
+    values = [r["neg_elbo"] for r in runs_]
+    mean = lambda key: statistics.fmean(r[key] for r in runs_)  # noqa: E731
+    return {
+        "neg_elbo": statistics.fmean(values), "neg_elbo_sd": statistics.stdev(values) if repeats > 1 else 0.0,
+        "distortion": mean("recon"), "rate": mean("kl"), "repeats": repeats,
+        "kl_per_dim": [statistics.fmean(r["kl_per_dim"][d] for r in runs_) for d in range(model.latent_dim)],
+    }
 
 
-def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
-    """Burda et al. (2016): dimensions whose posterior mean varies across the data, Var_x(E[z|x]) > threshold."""
-    if len(means) < 2:
-        return 0
-    return int((means.var(dim=0) > threshold).sum())
+def likelihood_section(model: VAE, split: datalib.Split, trained_on: str, k: int, repeats: int, seed: int,
+                       log: Callable[[str], None]) -> dict[str, Any]:
+    pixels_per_image = math.prod(model.image_shape)
+    section: dict[str, Any] = {}
+    if trained_on == "grey":
+        section["elbo_grey"] = {**elbo_repeats(model, split, "grey", repeats, seed),
+                                "targets": "grey levels", "is_likelihood": False,
+                                "label": "BCE on grey levels: NOT a likelihood; not comparable with binarized MNIST"}
+    section["elbo_binarized"] = {**elbo_repeats(model, split, "binary", repeats, seed),
+                                 "targets": "dynamically binarized images (a fresh draw per repeat)",
+                                 "is_likelihood": True,
+                                 "label": "negative ELBO on binarized images" +
+                                          (" (the model was trained on grey levels)" if trained_on == "grey" else "")}
+    if k > 0:
+        start = time.perf_counter()
+        log(f"importance-weighted bound with K = {k} on {len(split)} images ...")
+        bounds = iwae_bound(model, split.images, k, seed=seed, binarize_seed=seed + 7)
+        nll = float(-bounds.mean())
+        section["iwae"] = {
+            "k": k, "nll": nll, "nll_sem": float(bounds.std() / math.sqrt(len(bounds))),
+            "bits_per_dim": nll / (pixels_per_image * math.log(2)), "seconds": round(time.perf_counter() - start, 1),
+            "targets": f"one fixed binarization of the images (seed {seed + 7})", "is_likelihood": True,
+            "label": f"-log p(x) upper bound, IWAE K={k}, nats per image"}
+    return section
+
+
+def sample_quality_section(model: VAE, data: datalib.Data, split: datalib.Split, classifier_file: Path,
+                           n: int, seed: int) -> dict[str, Any]:
+    """Samples against real images in the classifier's feature space, beside the real-against-real floor."""
+    classifier, accuracy = load_classifier(classifier_file)
+    n = min(n, len(split), len(data.train))
+    samples = model.sample(n, torch.Generator().manual_seed(seed + 11))
+    real_f, real_p = features_and_probabilities(classifier, split.images[:n])
+    train_f, train_p = features_and_probabilities(classifier, data.train.images[:n])
+    fake_f, fake_p = features_and_probabilities(classifier, samples)
+    fake_precision, fake_recall = quality.precision_recall(real_f, fake_f)
+    floor_precision, floor_recall = quality.precision_recall(real_f, train_f)
+    return {
+        "n": n, "classifier": str(classifier_file), "classifier_test_accuracy": accuracy,
+        "pixels": "Bernoulli means of z ~ N(0, I)",
+        "frechet_distance": {"samples": quality.frechet_distance(fake_f, real_f),
+                             "floor_train_vs_split": quality.frechet_distance(train_f, real_f)},
+        "classifier_score": {"samples": quality.classifier_score(fake_p), "floor_split": quality.classifier_score(real_p)},
+        "precision": {"samples": fake_precision, "floor_train": floor_precision},
+        "recall": {"samples": fake_recall, "floor_train": floor_recall},
+        "class_histogram": {"samples": quality.class_histogram(fake_p), "split": quality.class_histogram(real_p)},
+    }
+
+
+def representation_section(model: VAE, data: datalib.Data, split: datalib.Split, seed: int) -> dict[str, Any]:
+    """Probes trained on posterior means of the training split, tested on those of the evaluated split."""
+    train_z, test_z = posterior_means(model, data.train.images), posterior_means(model, split.images)
+    train_y, test_y = data.train.labels.numpy(), split.labels.numpy()
+    return {"linear_probe_accuracy": quality.linear_probe(train_z, train_y, test_z, test_y, seed),
+            "knn_probe_accuracy": quality.knn_probe(train_z, train_y, test_z, test_y),
+            "chance": float(max(torch.bincount(split.labels)) / len(split)),
+            "features": "posterior means; fitted on the training split"}
+
+
+def evaluate(run_dir: str | Path, split: str = "test", importance_samples: int = 1000, repeats: int = 5,
+             n_samples: int = 10000, seed: int = 0, classifier: str | Path | None = None, probes: bool = True,
+             data: datalib.Data | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate a finished run and write evaluation.json (see the module docstring)."""
+    run_dir = Path(run_dir)
+    runs.require_finished(run_dir)
+    config, _ = runs.read_config(run_dir)
+    model = runs.load(run_dir)
+    data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
+    target = data.split(split)
+    if len(target) == 0:
+        from .errors import BetaVAEError
+        raise BetaVAEError(f"the {split} split of {run_dir} is empty; choose another --split")
+    result: dict[str, Any] = {"run": str(run_dir), "split": split, "images": len(target), "seed": seed,
+                              "trained_on": config.pixels, "beta": config.beta, "objective": config.objective}
+    result.update(likelihood_section(model, target, config.pixels, importance_samples, repeats, seed, log))
+    result["active_units"] = active_units(torch.from_numpy(posterior_means(model, target.images)).double())
+    labelled = bool((target.labels >= 0).all() and (data.train.labels >= 0).all())
+    classifier_file = Path(classifier) if classifier else classifier_path(config.dataset)
+    if classifier or classifier_file.is_file():
+        result["sample_quality"] = sample_quality_section(model, data, target, classifier_file, n_samples, seed)
+    else:
+        result["sample_quality"] = f"skipped: no classifier at {classifier_file} (train one: betavae classifier train)"
+    if probes and labelled:
+        result["representation"] = representation_section(model, data, target, seed)
+    atomic.write_json(run_dir / EVALUATION, result)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The evaluation as an aligned text table, each number with its meaning."""
+    lines = [f"evaluation of {result['run']} on the {result['split']} split ({result['images']} images, "
+             f"trained on {result['trained_on']} pixels)"]
+    row = lambda name, value, note="": lines.append(f"  {name:38s} {value:>16s}  {note}")  # noqa: E731
+    for key in ("elbo_grey", "elbo_binarized"):
+        if key in result:
+            e = result[key]
+            row(f"neg. ELBO, {e['targets'][:24]}", f"{e['neg_elbo']:.2f} ± {e['neg_elbo_sd']:.2f}",
+                f"nats/image, {e['repeats']} repeats; {e['label']}")
+            row("  distortion (recon) / rate (KL)", f"{e['distortion']:.2f} / {e['rate']:.2f}", "nats/image")
+    if "iwae" in result:
+        i = result["iwae"]
+        row(f"NLL, IWAE K={i['k']}", f"{i['nll']:.2f} ± {i['nll_sem']:.2f}",
+            f"nats/image ({i['bits_per_dim']:.4f} bits/dim), {i['targets']}, {i['seconds']} s")
+    row("active units (Var E[z|x] > 0.01)", str(result["active_units"]))
+    sq = result.get("sample_quality")
+    if isinstance(sq, dict):
+        row("Fréchet distance (classifier features)", f"{sq['frechet_distance']['samples']:.2f}",
+            f"floor (train vs {result['split']}): {sq['frechet_distance']['floor_train_vs_split']:.2f}")
+        row("classifier score", f"{sq['classifier_score']['samples']:.2f}",
+            f"real {result['split']} images: {sq['classifier_score']['floor_split']:.2f}")
+        row("precision / recall (k = 3)", f"{sq['precision']['samples']:.3f} / {sq['recall']['samples']:.3f}",
+            f"floor (train): {sq['precision']['floor_train']:.3f} / {sq['recall']['floor_train']:.3f}")
+        row("sample class histogram", " ".join(map(str, sq["class_histogram"]["samples"])), "")
+    elif sq:
+        row("sample quality", "skipped", sq)
+    if "representation" in result:
+        r = result["representation"]
+        row("linear probe / 5-NN probe accuracy", f"{r['linear_probe_accuracy']:.4f} / {r['knn_probe_accuracy']:.4f}",
+            f"chance {r['chance']:.3f}; posterior means, fitted on train")
+    return "\n".join(lines)

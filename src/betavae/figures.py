@@ -236,3 +236,25 @@ def curves_figure(records: list[dict]) -> plt.Figure:
     axes[3].set_xlabel("epoch"), axes[3].set_ylabel("latent dimension")
     figure.colorbar(image, ax=axes[3], label="nats")
     return figure
+
+
+def rate_distortion_figure(rows: list[dict]) -> plt.Figure:
+    """KL (rate) against reconstruction (distortion) per sweep point, with dotted lines of equal negative ELBO."""
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    rate = np.array([r["kl"] for r in rows])
+    distortion = np.array([r["recon"] for r in rows])
+    elbo = rate + distortion
+    for level in np.linspace(elbo.min(), elbo.max(), 5):
+        xs = np.linspace(0, max(rate.max() * 1.1, 1), 50)
+        axis.plot(xs, level - xs, ":", color="#999", linewidth=0.8)
+        axis.annotate(f"{level:.0f}", (xs[-1], level - xs[-1]), fontsize=7, color="#777")
+    for beta in sorted(set(r["beta"] for r in rows)):
+        chosen = [i for i, r in enumerate(rows) if r["beta"] == beta]
+        axis.scatter(rate[chosen], distortion[chosen], s=30, label=f"β = {beta:g}", zorder=3)
+    axis.set_xlabel("rate: KL (nats/image)")
+    axis.set_ylabel("distortion: reconstruction (nats/image)")
+    axis.set_ylim(distortion.min() * 0.95, distortion.max() * 1.05)
+    axis.set_xlim(0, max(rate.max() * 1.1, 1))
+    axis.legend(fontsize=8)
+    axis.set_title("rate-distortion across β (dotted: equal negative ELBO)", fontsize=10)
+    return figure

@@ -21,7 +21,7 @@ from . import data as datalib
 from . import models, objectives, runs
 from .config import Config
 from .errors import BetaVAEError
-from .evaluation import Totals, elbo_terms
+from .likelihood import Totals, elbo_terms
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
 RESUMABLE_CHANGES = ("epochs", "device", "threads")

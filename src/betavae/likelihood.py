@@ -1,0 +1,127 @@
+"""Likelihood estimates of a model on a data split: the negative ELBO and its terms, and the importance-weighted bound."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import data as datalib
+from .data import Split
+from .models import VAE
+from .objectives import BetaVAELoss
+
+
+class Totals:
+    """Batch-size-weighted sums of the loss terms (kept as tensors: no sync per batch), as per-image means on request."""
+
+    KEYS = ("loss", "recon", "kl")
+
+    def __init__(self, latent_dim: int):
+        self.n = 0
+        self.sums = {key: torch.zeros((), dtype=torch.float64) for key in self.KEYS}
+        self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64)
+
+    def add(self, terms, n: int) -> None:
+        self.n += n
+        for key in self.KEYS:
+            self.sums[key] += getattr(terms, key).detach().double().cpu() * n
+        self.kl_per_dim += terms.kl_per_dim.detach().double().cpu() * n
+
+    def means(self) -> dict:
+        n = max(self.n, 1)
+        out = {key: float(value) / n for key, value in self.sums.items()}
+        out["neg_elbo"] = out["recon"] + out["kl"]
+        out["kl_per_dim"] = (self.kl_per_dim / n).tolist()
+        return out
+
+    def state(self) -> dict:
+        return {"n": self.n, **{k: v.clone() for k, v in self.sums.items()}, "kl_per_dim": self.kl_per_dim.clone()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Totals":
+        totals = cls(len(state["kl_per_dim"]))
+        totals.n = state["n"]
+        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).clone() for key in cls.KEYS}
+        totals.kl_per_dim = state["kl_per_dim"].clone()
+        return totals
+
+
+@torch.no_grad()
+def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "grey", batch_size: int = 1000,
+               seed: int = 0, step: int = 0) -> dict:
+    """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
+
+    The noise (and the binarization, in binary mode) comes from its own generator seeded with `seed`, so the figure
+    for a given model does not depend on what ran before it.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals = Totals(model.latent_dim)
+    means = []
+    for index in datalib.batch_indices(len(split), batch_size):
+        x = datalib.prepare(split.images[index].to(device), pixels, generator)
+        logits, mean, logvar = model(x, generator)
+        totals.add(objective(logits, x, mean, logvar, step), len(index))
+        means.append(mean.double().cpu())
+    model.train(was_training)
+    return {**totals.means(), "active_units": active_units(torch.cat(means))}
+
+
+def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Burda et al. (2016): dimensions whose posterior mean varies across the data, Var_x(E[z|x]) > threshold."""
+    if len(means) < 2:
+        return 0
+    return int((means.var(dim=0) > threshold).sum())
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@torch.no_grad()
+def importance_weighted_log_likelihood(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
+                                       max_decodes: int = 32768) -> torch.Tensor:
+    """Burda et al.'s bound log (1/K) sum_k p(x, z_k) / q(z_k | x), z_k ~ q(z | x), for each image of a batch.
+
+    K = 1 gives the ELBO (in expectation); the bound rises towards log p(x) as K grows. The K samples are drawn in
+    chunks of at most `max_decodes` decodings, so memory stays bounded for any K.
+    """
+    mean, logvar = model.encode(x)
+    std = (0.5 * logvar).exp()
+    target = x.flatten(1)
+    chunk = max(1, max_decodes // len(x))
+    log_weights = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        eps = torch.randn(n, *mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + eps * std
+        logits = model.decode(z.flatten(0, 1)).view(n, len(x), -1)
+        log_px_z = (target * logits - F.softplus(logits)).sum(-1)
+        log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+        log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
+        log_weights.append(log_px_z + log_pz - log_qz)
+    return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k)
+
+
+@torch.no_grad()
+def iwae_bound(model: VAE, images: torch.Tensor, k: int = 1000, seed: int = 0, batch_size: int = 100,
+               binarize_seed: int | None = None) -> torch.Tensor:
+    """Per-image importance-weighted log-likelihood bounds over a whole image set (nats).
+
+    With binarize_seed set, each image is first binarized once with that seed (a fixed dynamically-binarized test
+    set), which is what likelihoods on binarized MNIST are computed on.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    binarizer = torch.Generator(device=device).manual_seed(binarize_seed) if binarize_seed is not None else None
+    bounds = []
+    for index in datalib.batch_indices(len(images), batch_size):
+        x = images[index].to(device)
+        if binarizer is not None:
+            x = datalib.binarize(x, binarizer)
+        bounds.append(importance_weighted_log_likelihood(model, x, k, generator).cpu())
+    return torch.cat(bounds)
