@@ -36,6 +36,18 @@ class Totals:
         out["kl_per_dim"] = (self.kl_per_dim / n).tolist()
         return out
 
+    def reduced(self, context) -> "Totals":
+        """The totals summed over the ranks of a distributed job (itself when alone)."""
+        if not context.distributed:
+            return self
+        packed = context.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64),
+                                            torch.stack([self.sums[k] for k in self.KEYS]), self.kl_per_dim]))
+        total = Totals(len(self.kl_per_dim))
+        total.n = int(packed[0])
+        total.sums = dict(zip(self.KEYS, packed[1: 1 + len(self.KEYS)]))
+        total.kl_per_dim = packed[1 + len(self.KEYS):]
+        return total
+
     def state(self) -> dict:
         return {"n": self.n, **{k: v.clone() for k, v in self.sums.items()}, "kl_per_dim": self.kl_per_dim.clone()}
 

@@ -32,11 +32,13 @@ class VAE(nn.Module):
         """Bernoulli logits of every pixel, (N, *image_shape)."""
         return self.decoder(z).view(len(z), *self.image_shape)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits of a reconstruction from one sampled z, and the posterior's mean and log-variance."""
+        """Logits of a reconstruction from one sampled z (N(0, I) noise given, or drawn), and the posterior's mean
+        and log-variance."""
         mean, logvar = self.encode(x)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if noise is None:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + noise * (0.5 * logvar).exp()
         return self.decode(z), mean, logvar
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as datalib
-from . import models, objectives, runs
+from . import distributed, models, objectives, runs
 from .config import Config
 from .errors import BetaVAEError
 from .likelihood import Totals, elbo_terms
@@ -51,14 +51,6 @@ class EpochEnd:
 Callback = Callable[[EpochEnd], None]
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BetaVAEError("device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(name)
-
-
 def learning_rate(config: Config, step: int, total_steps: int) -> float:
     """Constant, or cosine decay from lr to 0 over the whole run."""
     if config.lr_schedule == "cosine":
@@ -67,18 +59,25 @@ def learning_rate(config: Config, step: int, total_steps: int) -> float:
 
 
 class Trainer:
-    """Holds the state of one run and advances it epoch by epoch."""
+    """Holds the state of one run and advances it epoch by epoch (on one process, or as one rank of a DDP job)."""
 
     def __init__(self, config: Config, run_dir: Path, data: datalib.Data, callbacks: Iterable[Callback] = (),
-                 progress: bool | None = None, log: Callable[[str], None] | None = None):
+                 progress: bool | None = None, log: Callable[[str], None] | None = None,
+                 context: distributed.Context | None = None):
         self.config, self.run_dir, self.callbacks = config, run_dir, list(callbacks)
-        self.device = pick_device(config.device)
+        self.context = context or distributed.Context()
+        self.device = distributed.device_for(config.device, self.context.local_rank)
         self.data = data
         self.train_images = data.train.images.to(self.device)
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.log = log or (lambda line: print(line, file=sys.stderr))
+        main = self.context.is_main
+        self.progress = main and (sys.stderr.isatty() if progress is None else progress)
+        self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         torch.manual_seed(config.seed)
         self.model = models.build(config, data.image_shape).to(self.device)
+        self.net = self.model
+        if self.context.distributed:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
         self.objective = objectives.build(config)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -88,18 +87,23 @@ class Trainer:
         self.stop_requested = False
 
     @property
+    def global_batch(self) -> int:
+        return self.config.batch_size * self.context.world_size
+
+    @property
     def batches_per_epoch(self) -> int:
-        return math.ceil(len(self.data.train) / self.config.batch_size)
+        return math.ceil(len(self.data.train) / self.global_batch)
 
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
         """Train until config.epochs, evaluating the untrained model first when starting fresh."""
-        with self._sigint_requests_stop():
-            if not self.records:
+        with self._signals_request_stop():
+            if not self.records and self.epoch == 0:
                 self._finish_epoch(0, train_means=None, seconds=0.0)
             while self.epoch < self.config.epochs:
                 self._train_epoch(self.epoch + 1)
-        runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs)
+        if self.context.is_main:
+            runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs)
 
     def _train_epoch(self, epoch: int) -> None:
         if self.partial is None:
@@ -107,54 +111,62 @@ class Trainer:
                                                    device=self.device),
                             "position": 0, "totals": Totals(self.config.latent_dim), "seconds": 0.0}
         totals = self.partial["totals"]
-        batches = self.partial["perm"].split(self.config.batch_size)
+        batches = self.partial["perm"].split(self.global_batch)
         start = time.perf_counter() - self.partial["seconds"]
         bar = tqdm(total=len(batches), initial=self.partial["position"], desc=f"epoch {epoch}",
                    disable=not self.progress, leave=False, file=sys.stderr)
         for position in range(self.partial["position"], len(batches)):
-            terms = self._train_step(batches[position], epoch, position)
-            totals.add(terms, len(batches[position]))
+            terms, n = self._train_step(batches[position], epoch, position)
+            totals.add(terms, n)
             self.partial.update(position=position + 1, seconds=time.perf_counter() - start)
             if position % 20 == 0:
                 bar.set_postfix(loss=f"{terms.loss:.1f}", recon=f"{terms.recon:.1f}", kl=f"{terms.kl:.2f}")
             bar.update()
-            if self.stop_requested:
+            if self.context.any(self.stop_requested, self.device):
                 bar.close()
                 self._interrupt(epoch)
         bar.close()
-        self._finish_epoch(epoch, totals.means(), time.perf_counter() - start)
+        self._finish_epoch(epoch, totals.reduced(self.context).means(), time.perf_counter() - start)
 
-    def _train_step(self, index: torch.Tensor, epoch: int, position: int) -> objectives.Terms:
+    def _train_step(self, index: torch.Tensor, epoch: int, position: int) -> tuple[objectives.Terms, int]:
+        """One optimizer step on a global batch, of which this rank trains on its slice."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.step, self.config.epochs * self.batches_per_epoch)
+        # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
+        # slices add up to exactly what one process would draw for that batch.
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.generator)
-        logits, mean, logvar = self.model(x)
-        terms = self.objective(logits, x, mean, logvar, self.step)
-        if not torch.isfinite(terms.loss):
-            runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
+        noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
+        part, scale = self.context.local_slice(index)
+        logits, mean, logvar = self.net(x[part], noise=noise[part])
+        terms = self.objective(logits, x[part], mean, logvar, self.step)
+        if self.context.any(not bool(torch.isfinite(terms.loss)), self.device):
+            if self.context.is_main:
+                runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
             raise TrainingDiverged(
                 f"loss became {terms.loss.item()} at epoch {epoch}, step {self.step} (batch {position}); the weights "
                 f"and checkpoint of epoch {self.epoch} are kept in {self.run_dir}; lower --lr or check the data")
         self.optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
+        (terms.loss * scale).backward() if scale != 1 else terms.loss.backward()
         self.optimizer.step()
         self.step += 1
-        return terms
+        return terms, part.stop - part.start
 
     def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float) -> None:
-        """Evaluate, record, save everything atomically, then let the callbacks look."""
-        record = self._evaluate(epoch, train_means, seconds)
-        self.records.append(record)
+        """Evaluate, record, save everything atomically, then let the callbacks look (rank 0 alone)."""
         self.epoch, self.partial = epoch, None
-        runs.write_metrics(self.run_dir, self.records)
-        runs.save_weights(self.run_dir, self.model, epoch)
-        runs.save_checkpoint(self.run_dir, self.checkpoint_state())
-        runs.write_status(self.run_dir, "running" if epoch < self.config.epochs else "finished", epoch,
-                          self.config.epochs)
-        self.log(summary_line(record))
-        for callback in self.callbacks:
-            callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir,
-                              epoch == self.config.epochs))
+        if self.context.is_main:
+            record = self._evaluate(epoch, train_means, seconds)
+            self.records.append(record)
+            runs.write_metrics(self.run_dir, self.records)
+            runs.save_weights(self.run_dir, self.model, epoch)
+            runs.save_checkpoint(self.run_dir, self.checkpoint_state())
+            runs.write_status(self.run_dir, "running" if epoch < self.config.epochs else "finished", epoch,
+                              self.config.epochs)
+            self.log(summary_line(record))
+            for callback in self.callbacks:
+                callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir,
+                                  epoch == self.config.epochs))
+        self.context.barrier()
 
     def _evaluate(self, epoch: int, train_means: dict | None, seconds: float) -> dict[str, Any]:
         evaluate = lambda split: elbo_terms(self.model, split, self.objective, self.config.pixels,  # noqa: E731
@@ -174,9 +186,12 @@ class Trainer:
 
     # --- interruption and resume ----------------------------------------------------------------------------
     def _interrupt(self, epoch: int) -> None:
-        runs.save_checkpoint(self.run_dir, self.checkpoint_state())
-        runs.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
-                          f"stopped in epoch {epoch} after {self.partial['position']} batches")
+        self.partial["totals"] = self.partial["totals"].reduced(self.context)  # rank 0 keeps the job's totals
+        if self.context.is_main:
+            runs.save_checkpoint(self.run_dir, self.checkpoint_state())
+            runs.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
+                              f"stopped in epoch {epoch} after {self.partial['position']} batches")
+        self.context.barrier()
         raise TrainingInterrupted(f"interrupted in epoch {epoch} (batch {self.partial['position']} of "
                                   f"{self.batches_per_epoch}); checkpoint written; resume with: "
                                   f"betavae train --resume {self.run_dir}")
@@ -207,19 +222,21 @@ class Trainer:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         if self.partial is not None:
-            self.partial.update(perm=self.partial["perm"].to(self.device),
-                                totals=Totals.from_state(self.partial["totals"]))
+            totals = Totals.from_state(self.partial["totals"]) if self.context.is_main else \
+                Totals(self.config.latent_dim)  # the saved totals are the job's; count them once
+            self.partial.update(perm=self.partial["perm"].to(self.device), totals=totals)
         self.records = [r for r in runs.read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
 
-    def _sigint_requests_stop(self):
-        """First Ctrl-C: finish the current batch, checkpoint, exit cleanly. A second one stops at once."""
+    def _signals_request_stop(self):
+        """First Ctrl-C (or SIGTERM, as torchrun sends): finish the batch, checkpoint, exit cleanly. A second Ctrl-C
+        stops at once."""
         trainer = self
 
         class _Handler:
             def __enter__(self):
-                self.previous = None
+                self.previous = {}
                 if threading.current_thread() is threading.main_thread():
-                    self.previous = signal.signal(signal.SIGINT, self.handle)
+                    self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
                 return self
 
             def handle(self, signum, frame):
@@ -228,8 +245,8 @@ class Trainer:
                 trainer.stop_requested = True
 
             def __exit__(self, *exc):
-                if self.previous is not None:
-                    signal.signal(signal.SIGINT, self.previous)
+                for signum, previous in self.previous.items():
+                    signal.signal(signum, previous)
                 return False
 
         return _Handler()
@@ -266,12 +283,19 @@ def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *,
         state = None
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir, data, callbacks, progress, log)
+    context = distributed.from_environment(distributed.device_for(config.device))
+    if data is None:
+        if not context.is_main:
+            context.barrier()  # rank 0 fetches (and caches) the data first
+        data = datalib.load(config.dataset, config.data_dir, config.val_size)
+        if context.is_main:
+            context.barrier()
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.save_config(run_dir, config, data.image_shape)
+    trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)
     if state is not None:
         trainer.restore(state)
-    runs.save_config(run_dir, config, data.image_shape)
     trainer.run()
     return run_dir
 
