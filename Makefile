@@ -6,7 +6,7 @@ VENV := .venv/bin
 .PHONY: setup browser train test unit bench
 
 setup:
-	bash scripts/setup.sh
+	EXTRAS=$(EXTRAS) bash scripts/setup.sh
 
 train: setup
 	$(VENV)/betavae train $(ARGS)
@@ -17,6 +17,7 @@ unit:
 browser:
 	bash scripts/browser.sh
 
+test: EXTRAS = ray
 test: setup browser
 	BETAVAE_REAL_DATA=1 $(VENV)/python -m pytest -q -rs $(PYTEST_ARGS)
 

@@ -71,3 +71,21 @@ def test_resume_under_torchrun(dataset):
     if not (dataset / "ddp").exists():
         betavae(dataset, "--batch-size", "16", "--epochs", "2", "--name", "ddp", processes=2)
     assert_close_weights(dataset / "ddp-resumed", dataset / "ddp", atol=1e-6)
+
+
+def test_ray_sweep_matches_the_local_backend(dataset, tmp_path):
+    """A two-point sweep as Ray tasks on a local instance (num_cpus=2), aggregated exactly as the local backend."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (CI installs betavae[ray])")
+    from betavae.config import Config
+    from betavae.sweep import SUMMARY_CSV, sweep
+
+    base = Config(dataset=str(dataset / "data.npz"), val_size=32, hidden=(16,), latent_dim=2, epochs=1,
+                  batch_size=32, threads=1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote_rows = sweep(base, tmp_path / "ray", [0.5, 2.0], [0], backend="ray", log=lambda line: None)
+    finally:
+        ray.shutdown()
+    local_rows = sweep(base, tmp_path / "local", [0.5, 2.0], [0], backend="local", log=lambda line: None)
+    assert remote_rows == local_rows and len(remote_rows) == 2
+    assert (tmp_path / "ray" / SUMMARY_CSV).read_text() == (tmp_path / "local" / SUMMARY_CSV).read_text()

@@ -147,3 +147,23 @@ def test_loss_is_independent_of_process_count_style_reduction(data):
     for g, a, b in zip(whole, *halves):
         assert torch.allclose(g, (a + b) / 2, atol=1e-6)
     assert np.isfinite(float(objective.kl_weight(0)))
+
+
+def test_bf16_mixed_precision_trains(tmp_path, data):
+    run = train(TINY.replace(epochs=1, precision="bf16"), tmp_path / "r", data=data, log=lambda line: None)
+    records = runs.read_metrics(run)
+    assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
+
+
+def test_cuda_is_refused_clearly_without_a_gpu(tmp_path, data):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(BetaVAEError, match="no CUDA GPU is available"):
+        train(TINY.replace(device="cuda"), tmp_path / "r", data=data)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_cuda_training_matches_the_cpu_loss_roughly(tmp_path, data):
+    gpu = train(TINY.replace(epochs=1, device="cuda"), tmp_path / "gpu", data=data, log=lambda line: None)
+    cpu = train(TINY.replace(epochs=1), tmp_path / "cpu", data=data, log=lambda line: None)
+    assert runs.read_metrics(gpu)[1]["val"]["loss"] == pytest.approx(runs.read_metrics(cpu)[1]["val"]["loss"], rel=0.05)

@@ -23,7 +23,8 @@ HELP = {
     "gamma": "capacity objective: weight of |KL - C|",
     "lr_schedule": "none or cosine (decay to 0 over the run)",
     "threads": "torch CPU threads (0 = torch's default)",
-    "device": "cpu, cuda or auto",
+    "device": "cpu, cuda or auto (CUDA when present)",
+    "precision": "fp32, or bf16 mixed precision (autocast; mainly for CUDA)",
 }
 
 
@@ -61,7 +62,9 @@ def cmd_train(args: argparse.Namespace) -> None:
                             f"{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(args.runs) / name
         resume = False
-    callbacks = []
+    from . import tensorboard_log
+
+    callbacks = [tensorboard_log.TensorBoardLog()] if tensorboard_log.available() else []
     if not args.no_figures:
         from .gallery import TrainingFigures
 

@@ -18,6 +18,7 @@ OBJECTIVES = ("beta", "capacity")
 PIXELS = ("grey", "binary")
 LR_SCHEDULES = ("none", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Config:
     epochs: int = 20
     seed: int = 1
     device: str = "cpu"
+    precision: str = "fp32"
     threads: int = 0
     # figures made while training (epochs at which to draw; the last epoch is always drawn)
     figure_epochs: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50, 100)
@@ -61,6 +63,7 @@ class Config:
         _check_choice("pixels", self.pixels, PIXELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
         if self.dataset not in DATASETS and not self.dataset.endswith(".npz") and not Path(self.dataset).is_dir():
             raise BetaVAEError(
                 f"dataset {self.dataset!r} is neither one of {', '.join(DATASETS)} nor an .npz file or folder of PNGs; "

@@ -24,7 +24,7 @@ from .errors import BetaVAEError
 from .likelihood import Totals, elbo_terms
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
-RESUMABLE_CHANGES = ("epochs", "device", "threads")
+RESUMABLE_CHANGES = ("epochs", "device", "threads", "precision")
 
 
 class TrainingDiverged(BetaVAEError):
@@ -137,8 +137,9 @@ class Trainer:
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.generator)
         noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
         part, scale = self.context.local_slice(index)
-        logits, mean, logvar = self.net(x[part], noise=noise[part])
-        terms = self.objective(logits, x[part], mean, logvar, self.step)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+            logits, mean, logvar = self.net(x[part], noise=noise[part])
+        terms = self.objective(logits.float(), x[part], mean.float(), logvar.float(), self.step)
         if self.context.any(not bool(torch.isfinite(terms.loss)), self.device):
             if self.context.is_main:
                 runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
