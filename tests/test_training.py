@@ -167,3 +167,15 @@ def test_cuda_training_matches_the_cpu_loss_roughly(tmp_path, data):
     gpu = train(TINY.replace(epochs=1, device="cuda"), tmp_path / "gpu", data=data, log=lambda line: None)
     cpu = train(TINY.replace(epochs=1), tmp_path / "cpu", data=data, log=lambda line: None)
     assert runs.read_metrics(gpu)[1]["val"]["loss"] == pytest.approx(runs.read_metrics(cpu)[1]["val"]["loss"], rel=0.05)
+
+
+def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
+    config = TINY.replace(epochs=10_000, time_budget=0.3, lr_schedule="cosine")
+    run = train(config, tmp_path / "r", data=data, log=lambda line: None)
+    status = runs.read_status(run)
+    records = runs.read_metrics(run)
+    assert status["state"] == "finished" and status["message"] == "time budget reached"
+    assert 1 <= records[-1]["epoch"] < 10_000
+    trained = sum(r["train_seconds"] for r in records)
+    assert 0.25 <= trained < 3.0  # per-epoch times are rounded to ms
+    assert records[-1]["lr"] < config.lr * 0.1  # the cosine schedule ran over the budget

@@ -48,6 +48,7 @@ class Config:
     lr_schedule: str = "none"
     batch_size: int = 128
     epochs: int = 20
+    time_budget: float = 0.0
     seed: int = 1
     device: str = "cpu"
     precision: str = "fp32"
@@ -74,7 +75,7 @@ class Config:
         for name in ("epochs", "val_size", "beta_warmup_steps", "capacity_steps", "seed", "threads",
                      "latent_map_size"):
             _check_at_least(name, getattr(self, name), 0)
-        for name in ("beta", "gamma", "capacity_min", "capacity_max"):
+        for name in ("beta", "gamma", "capacity_min", "capacity_max", "time_budget"):
             _check_at_least(name, getattr(self, name), 0.0)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise BetaVAEError(f"lr must be a positive finite number, got {self.lr}; try --lr 1e-3")

@@ -52,6 +52,14 @@ class Context:
             return flag
         return bool(self.all_sum(torch.tensor([int(flag)], device=device)).item())
 
+    def max(self, values: list[float], device: torch.device) -> list[float]:
+        """The element-wise maximum over ranks, so that every rank acts on the same numbers."""
+        if not self.distributed:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.tolist()
+
     def local_slice(self, batch: torch.Tensor) -> tuple[slice, float]:
         """This rank's part of a global batch, and its loss scale (its share of the batch times world_size)."""
         bounds = [len(batch) * r // self.world_size for r in range(self.world_size + 1)]

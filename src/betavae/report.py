@@ -164,6 +164,9 @@ see that image and move the sliders to its mean. Decode time: <span id="decode-t
     <div id="sliders"></div></div>
   <div><canvas id="map" width="440" height="440"></canvas><div id="legend"></div></div>
 </div>
+<script type="application/json" id="explorer-data">{payload}</script>
+<script>{decoder_js}</script>
+<script>{explorer_js}</script>
 <h2>Final metrics</h2>
 {metrics}
 <p class="note">{note}</p>
@@ -172,8 +175,5 @@ see that image and move the sliders to its mean. Decode time: <span id="decode-t
 {figures}
 <h2>Configuration</h2>
 {config}
-<script type="application/json" id="explorer-data">{payload}</script>
-<script>{decoder_js}</script>
-<script>{explorer_js}</script>
 </body></html>
 """

@@ -51,10 +51,10 @@ class EpochEnd:
 Callback = Callable[[EpochEnd], None]
 
 
-def learning_rate(config: Config, step: int, total_steps: int) -> float:
-    """Constant, or cosine decay from lr to 0 over the whole run."""
+def learning_rate(config: Config, progress: float) -> float:
+    """Constant, or cosine decay from lr to 0 as the run's progress goes from 0 to 1."""
     if config.lr_schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return config.lr
 
 
@@ -82,6 +82,9 @@ class Trainer:
         self.objective = objectives.build(config)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.epoch, self.step = 0, 0
+        self.trained_seconds = 0.0  # training time of the finished epochs (the time budget counts this)
+        self.clock = 0.0  # training seconds so far as all ranks agree on them (the slowest rank's)
+        self.out_of_time = False
         self.records: list[dict[str, Any]] = []
         self.partial: dict[str, Any] | None = None  # the epoch in progress: permutation, position, running totals
         self.stop_requested = False
@@ -100,10 +103,11 @@ class Trainer:
         with self._signals_request_stop():
             if not self.records and self.epoch == 0:
                 self._finish_epoch(0, train_means=None, seconds=0.0)
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.config.epochs and not self.out_of_time:
                 self._train_epoch(self.epoch + 1)
         if self.context.is_main:
-            runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs)
+            runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
+                              "time budget reached" if self.out_of_time else "")
 
     def _train_epoch(self, epoch: int) -> None:
         if self.partial is None:
@@ -122,16 +126,32 @@ class Trainer:
             if position % 20 == 0:
                 bar.set_postfix(loss=f"{terms.loss:.1f}", recon=f"{terms.recon:.1f}", kl=f"{terms.kl:.2f}")
             bar.update()
-            if self.context.any(self.stop_requested, self.device):
+            stop, self.clock = self.context.max([float(self.stop_requested), self._elapsed()], self.device)
+            if stop:
                 bar.close()
                 self._interrupt(epoch)
+            if self.config.time_budget and self.clock >= self.config.time_budget:
+                self.out_of_time = True
+                break
         bar.close()
-        self._finish_epoch(epoch, totals.reduced(self.context).means(), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.trained_seconds += seconds
+        self._finish_epoch(epoch, totals.reduced(self.context).means(), seconds)
+
+    def _elapsed(self) -> float:
+        """Seconds of training so far, the epoch in progress included."""
+        return self.trained_seconds + (self.partial["seconds"] if self.partial else 0.0)
+
+    def _progress(self) -> float:
+        """How far the run is, from 0 to 1: by time when there is a time budget, else by steps."""
+        if self.config.time_budget:
+            return self.clock / self.config.time_budget
+        return self.step / max(1, self.config.epochs * self.batches_per_epoch)
 
     def _train_step(self, index: torch.Tensor, epoch: int, position: int) -> tuple[objectives.Terms, int]:
         """One optimizer step on a global batch, of which this rank trains on its slice."""
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, self.step, self.config.epochs * self.batches_per_epoch)
+            group["lr"] = learning_rate(self.config, self._progress())
         # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
         # slices add up to exactly what one process would draw for that batch.
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.generator)
@@ -161,12 +181,12 @@ class Trainer:
             runs.write_metrics(self.run_dir, self.records)
             runs.save_weights(self.run_dir, self.model, epoch)
             runs.save_checkpoint(self.run_dir, self.checkpoint_state())
-            runs.write_status(self.run_dir, "running" if epoch < self.config.epochs else "finished", epoch,
-                              self.config.epochs)
+            last = epoch == self.config.epochs or self.out_of_time
+            runs.write_status(self.run_dir, "finished" if last else "running", epoch, self.config.epochs,
+                              "time budget reached" if self.out_of_time else "")
             self.log(summary_line(record))
             for callback in self.callbacks:
-                callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir,
-                                  epoch == self.config.epochs))
+                callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last))
         self.context.barrier()
 
     def _evaluate(self, epoch: int, train_means: dict | None, seconds: float) -> dict[str, Any]:
@@ -200,6 +220,7 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         state = {
             "format": "betavae-checkpoint-1", "epoch": self.epoch, "step": self.step,
+            "trained_seconds": self.trained_seconds, "out_of_time": self.out_of_time,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(),
             "partial": self.partial and {**self.partial, "totals": self.partial["totals"].state()},
@@ -218,6 +239,8 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as error:
             raise BetaVAEError(f"{self.run_dir / runs.CHECKPOINT} does not match this run's model ({error})") from None
         self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
+        self.trained_seconds = self.clock = state.get("trained_seconds", 0.0)
+        self.out_of_time = state.get("out_of_time", False)
         torch.set_rng_state(state["rng_torch"])
         self.generator.set_state(state["rng_data"])
         if "rng_cuda" in state and self.device.type == "cuda":
