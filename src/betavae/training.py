@@ -308,19 +308,23 @@ def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *,
     if config.threads:
         torch.set_num_threads(config.threads)
     context = distributed.from_environment(distributed.device_for(config.device))
-    if data is None:
-        if not context.is_main:
-            context.barrier()  # rank 0 fetches (and caches) the data first
-        data = datalib.load(config.dataset, config.data_dir, config.val_size)
+    try:
+        if data is None:
+            if not context.is_main:
+                context.barrier()  # rank 0 fetches (and caches) the data first
+            data = datalib.load(config.dataset, config.data_dir, config.val_size)
+            if context.is_main:
+                context.barrier()
         if context.is_main:
-            context.barrier()
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.save_config(run_dir, config, data.image_shape)
-    trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)
-    if state is not None:
-        trainer.restore(state)
-    trainer.run()
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runs.save_config(run_dir, config, data.image_shape)
+        trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)
+        if state is not None:
+            trainer.restore(state)
+        trainer.run()
+    finally:
+        if context.distributed:
+            distributed.shutdown()  # a process group left open aborts the interpreter at exit
     return run_dir
 
 
