@@ -108,6 +108,18 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
     return VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape), image_shape, latent_dim)
 
 
+@torch.no_grad()
+def init_output_bias(model: VAE, mean_image: torch.Tensor) -> None:
+    """Start the decoder at the data's mean image: output biases = logit(mean pixel). Training then spends no early
+    steps learning the background, which lowers the loss of short runs noticeably."""
+    logit = torch.logit(mean_image.clamp(1e-3, 1 - 1e-3))
+    last = [m for m in model.decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+    if isinstance(last, nn.Linear):
+        last.bias.copy_(logit.flatten())
+    else:
+        last.bias.copy_(logit.mean(dim=(1, 2)))
+
+
 def build(config: Config, image_shape: tuple[int, int, int]) -> VAE:
     """The model a configuration describes, for images of the given (C, H, W)."""
     if config.arch == "conv":

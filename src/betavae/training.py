@@ -73,7 +73,9 @@ class Trainer:
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         torch.manual_seed(config.seed)
-        self.model = models.build(config, data.image_shape).to(self.device)
+        self.model = models.build(config, data.image_shape)
+        models.init_output_bias(self.model, data.train.images.mean(0))
+        self.model.to(self.device)
         self.net = self.model
         if self.context.distributed:
             device_ids = [self.device] if self.device.type == "cuda" else None
