@@ -36,3 +36,13 @@ def test_reconstruct_decodes_the_mean():
     x = torch.rand(2, 1, 28, 28)
     mean, _ = model.encode(x)
     assert torch.allclose(model.reconstruct(x), torch.sigmoid(model.decode(mean)))
+
+
+@pytest.mark.parametrize("name", ["vae", "conv"])
+def test_output_bias_starts_at_the_mean_image(name):
+    model = models.build(preset(name), (1, 28, 28))
+    mean_image = torch.rand(1, 28, 28) * 0.8 + 0.1
+    models.init_output_bias(model, mean_image)
+    last = [m for m in model.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))][-1]
+    expected = torch.logit(mean_image).flatten() if name == "vae" else torch.logit(mean_image).mean().reshape(1)
+    assert torch.allclose(last.bias, expected, atol=1e-6)

@@ -74,7 +74,7 @@ class Trainer:
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         torch.manual_seed(config.seed)
         self.model = models.build(config, data.image_shape)
-        models.init_output_bias(self.model, data.train.images.mean(0))
+        models.init_output_bias(self.model, data.train.images.nanmean(0).nan_to_num(0.5))  # bad pixels: caught later
         self.model.to(self.device)
         self.net = self.model
         if self.context.distributed:
