@@ -12,7 +12,6 @@ Usage: python bench/time_to_quality.py [--budgets 30,35,60,120] [--lr 5e-3] [--b
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path

@@ -15,7 +15,7 @@ from betavae.likelihood import elbo_terms, importance_weighted_log_likelihood, i
 from betavae.objectives import BetaVAELoss
 from betavae.sweep import SUMMARY_CSV, SUMMARY_MD, FIGURE
 
-from .conftest import synthetic_data, synthetic_images
+from .conftest import synthetic_images
 
 SHAPE = (1, 12, 12)
 

@@ -11,7 +11,7 @@ from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, train
 
-from .conftest import synthetic_data
+
 
 TINY = Config(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
 

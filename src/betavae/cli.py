@@ -162,7 +162,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         betas = [float(b) for b in args.beta.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise BetaVAEError(f"--beta takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
+        raise BetaVAEError("--beta takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
     name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = sweep(base, Path(args.runs) / name, betas, seeds, args.backend, args.figures,
                  log=lambda line: print(line, file=sys.stderr))
