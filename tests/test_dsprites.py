@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+
+from betavae.data import dsprites
+
+
+def test_grid_and_index_round_trip():
+    assert int(np.prod(dsprites.SIZES)) == 737_280
+    values = dsprites.factor_values()
+    assert values[2][0] == 0 and np.isclose(values[2][-1], 2 * np.pi) and len(values[2]) == 40
+    index = np.array([0, 1, 32, 737_279, 123_456])
+    assert np.array_equal(dsprites.factors_to_index(dsprites.index_to_factors(index)), index)
+    assert dsprites.index_to_factors(np.array([1]))[0].tolist() == [0, 0, 0, 0, 1]  # pos_y varies fastest
+
+
+def test_every_extreme_shape_stays_inside_the_frame():
+    corners = [[s, 5, o, x, y] for s in range(3) for o in range(0, 40, 3) for x in (0, 31) for y in (0, 31)]
+    images = dsprites.render(np.array(corners))
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
+    assert border.sum() == 0
+    assert (images.flatten(1).sum(1) > 20).all()
+
+
+def test_factors_change_the_image_as_they_should():
+    base = np.array([[1, 5, 5, 16, 16]])
+    area = lambda f: float(dsprites.render(np.array(f)).sum())  # noqa: E731
+    assert area([[1, 0, 5, 16, 16]]) < area(base)  # smaller scale, smaller area
+    assert area([[0, 5, 0, 16, 16]]) > area([[1, 5, 0, 16, 16]])  # square covers more than the ellipse
+    moved = dsprites.render(np.array([[1, 5, 5, 20, 16]]))[0, 0]
+    still = dsprites.render(base)[0, 0]
+    shift = torch.nonzero(moved).float().mean(0) - torch.nonzero(still).float().mean(0)
+    assert shift[1] > 3 and abs(shift[0]) < 0.5  # pos_x moves columns only
+    turned = dsprites.render(np.array([[1, 5, 10, 16, 16]]))[0, 0]
+    assert not torch.equal(turned, still)
+    assert set(dsprites.render(base).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_rendering_is_deterministic_and_fast_enough_to_batch():
+    factors = dsprites.index_to_factors(np.arange(0, 737_280, 5760))
+    assert torch.equal(dsprites.render(factors), dsprites.render(factors))
