@@ -41,36 +41,35 @@ def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...]
                            help=f"{HELP.get(f.name, '')} (default {f.default})".strip())
 
 
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The configuration options given on the command line (those left out keep the preset's values)."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    return resolve(args.preset, args.config, overrides)
+    return resolve(args.preset, args.config, overrides_from_args(args))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from . import tensorboard_log
+    from .runs import read_config
     from .training import train
 
     if args.resume:
-        overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-        from .runs import read_config
-
-        saved, _ = read_config(args.resume)
-        config = saved.replace(**overrides) if overrides else None
+        overrides = overrides_from_args(args)
+        config = read_config(args.resume)[0].replace(**overrides) if overrides else None
         run_dir = Path(args.resume)
-        resume = True
     else:
         config = config_from_args(args)
-        name = args.name or f"{args.preset or 'betavae'}-{config.dataset if '/' not in config.dataset else 'data'}-" \
-                            f"{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(args.runs) / name
-        resume = False
-    from . import tensorboard_log
+        dataset = config.dataset if "/" not in config.dataset else "data"
+        run_dir = Path(args.runs) / (args.name or f"{args.preset or 'betavae'}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     callbacks = [tensorboard_log.TensorBoardLog()] if tensorboard_log.available() else []
     if not args.no_figures:
         from .gallery import TrainingFigures
 
         callbacks.append(TrainingFigures())
-    run_dir = train(config, run_dir, resume=resume, callbacks=callbacks)
+    run_dir = train(config, run_dir, resume=bool(args.resume), callbacks=callbacks)
     print(f"run finished: {run_dir}")
 
 
