@@ -215,7 +215,7 @@ def latent_map_figure(embeddings: dict[int, np.ndarray], labels: np.ndarray, met
 def curves_figure(records: list[dict]) -> plt.Figure:
     """Recon, KL and negative ELBO per epoch for train and validation, KL per dimension as a heat map, active units."""
     epochs = [r["epoch"] for r in records]
-    figure, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    figure, axes = plt.subplots(1, 5, figsize=(22, 3.8))
     for axis, key, title in zip(axes[:3], ("recon", "kl", "neg_elbo"),
                                 ("reconstruction (nats/image)", "KL (nats/image)", "negative ELBO (nats/image)")):
         for split, style in (("train", "-"), ("val", "--")):
@@ -231,10 +231,15 @@ def curves_figure(records: list[dict]) -> plt.Figure:
     heat = np.array([r[split]["kl_per_dim"] for r in records]).T
     image = axes[3].imshow(heat, aspect="auto", cmap="viridis", interpolation="nearest",
                            extent=(epochs[0] - 0.5, epochs[-1] + 0.5, heat.shape[0] - 0.5, -0.5))
-    axes[3].set_title(f"KL per dimension ({split}); active units: {records[-1][split].get('active_units', '?')}",
-                      fontsize=10)
+    axes[3].set_title(f"KL per dimension ({split})", fontsize=10)
     axes[3].set_xlabel("epoch"), axes[3].set_ylabel("latent dimension")
     figure.colorbar(image, ax=axes[3], label="nats")
+    active = [r[split].get("active_units") for r in records]
+    if all(a is not None for a in active):
+        axes[4].plot(epochs, active, marker=".")
+    axes[4].set_ylim(0, heat.shape[0] + 0.5)
+    axes[4].set_title(f"active units ({split}; Var E[z|x] > 0.01)", fontsize=10)
+    axes[4].set_xlabel("epoch")
     return figure
 
 
