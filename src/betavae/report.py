@@ -4,6 +4,7 @@ an interactive latent explorer that decodes in the browser from the decoder weig
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import json
 from importlib import resources
@@ -120,7 +121,7 @@ def write_report(run_dir: str | Path, model: VAE | None = None, data: datalib.Da
     data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
     last = records[-1] if records else {"epoch": 0, "step": 0, "train": {"kl_per_dim": [0.0] * config.latent_dim}}
     kl = last.get("val", last["train"])["kl_per_dim"]
-    payload = explorer_payload(model.cpu(), gallery.reference_split(data), kl)
+    payload = explorer_payload(copy.deepcopy(model).cpu(), gallery.reference_split(data), kl)  # leave a GPU model be
     out = gallery.figure_dir(run_dir)
     figures_html = "".join([
         image_tag(out / "curves.png", "Training curves: reconstruction, KL and negative ELBO per epoch (sampled z); "
