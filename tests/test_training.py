@@ -179,3 +179,6 @@ def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
     trained = sum(r["train_seconds"] for r in records)
     assert 0.25 <= trained < 3.0  # per-epoch times are rounded to ms
     assert records[-1]["lr"] < config.lr * 0.1  # the cosine schedule ran over the budget
+    last, before = records[-1], records[-2]
+    trained_images = min((last["step"] - before["step"]) * config.batch_size, len(data.train))
+    assert last["images_per_second"] * last["train_seconds"] == pytest.approx(trained_images, rel=0.2)

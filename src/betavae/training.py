@@ -138,7 +138,8 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start
         self.trained_seconds += seconds
-        self._finish_epoch(epoch, totals.reduced(self.context).means(), seconds)
+        job_totals = totals.reduced(self.context)
+        self._finish_epoch(epoch, job_totals.means(), seconds, job_totals.n)
 
     def _elapsed(self) -> float:
         """Seconds of training so far, the epoch in progress included."""
@@ -174,11 +175,11 @@ class Trainer:
         self.step += 1
         return terms, part.stop - part.start
 
-    def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float) -> None:
+    def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float, images: int = 0) -> None:
         """Evaluate, record, save everything atomically, then let the callbacks look (rank 0 alone)."""
         self.epoch, self.partial = epoch, None
         if self.context.is_main:
-            record = self._evaluate(epoch, train_means, seconds)
+            record = self._evaluate(epoch, train_means, seconds, images)
             self.records.append(record)
             runs.write_metrics(self.run_dir, self.records)
             runs.save_weights(self.run_dir, self.model, epoch)
@@ -191,14 +192,14 @@ class Trainer:
                 callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last))
         self.context.barrier()
 
-    def _evaluate(self, epoch: int, train_means: dict | None, seconds: float) -> dict[str, Any]:
+    def _evaluate(self, epoch: int, train_means: dict | None, seconds: float, images: int) -> dict[str, Any]:
         evaluate = lambda split: elbo_terms(self.model, split, self.objective, self.config.pixels,  # noqa: E731
                                             seed=self.config.seed + 10_000, step=self.step)
         record: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
             "kl_weight": self.objective.kl_weight(self.step), "train": train_means or evaluate(self.data.train),
             "train_seconds": round(seconds, 3),
-            "images_per_second": round(len(self.data.train) / seconds, 1) if seconds > 0 else None,
+            "images_per_second": round(images / seconds, 1) if seconds > 0 else None,  # a cut-short epoch too
             "note": EVAL_NOTE,
         }
         if isinstance(self.objective, objectives.CapacityLoss):
