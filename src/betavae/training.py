@@ -5,6 +5,7 @@ Figures, TensorBoard and anything else that watches training are callbacks, so t
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import sys
@@ -311,6 +312,7 @@ def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *,
     if config.threads:
         torch.set_num_threads(config.threads)
     context = distributed.from_environment(distributed.device_for(config.device))
+    trainer = None
     try:
         if data is None:
             if not context.is_main:
@@ -325,9 +327,12 @@ def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *,
         if state is not None:
             trainer.restore(state)
         trainer.run()
+        context.barrier()  # every rank done before any tears down
     finally:
         if context.distributed:
-            distributed.shutdown()  # a process group left open aborts the interpreter at exit
+            del trainer  # DDP's reducer must go before its process group, or the interpreter aborts at exit
+            gc.collect()
+            distributed.shutdown()
     return run_dir
 
 
