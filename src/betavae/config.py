@@ -115,6 +115,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "betavae": dict(beta=4.0, lr=5e-3, lr_schedule="cosine"),
     # A convolutional beta-VAE for 28x28 images.
     "conv": dict(arch="conv", hidden=(256,), channels=(32, 64), beta=4.0),
+    # dSprites with the convolutional model of Burgess et al. (2018): four 4x4 stride-2 convolutions of 32 channels,
+    # two dense layers of 256, 10 latents, batch 64. Adam 1e-3 with cosine decay rather than their 5e-4 constant,
+    # because a CPU run sees about a tenth of their 300k steps.
+    "dsprites": dict(dataset="dsprites", pixels="binary", arch="conv", channels=(32, 32, 32, 32), hidden=(256, 256),
+                     latent_dim=10, beta=4.0, batch_size=64, lr=1e-3, lr_schedule="cosine", epochs=30,
+                     figure_epochs=(0, 1, 2, 5, 10, 20), latent_map_epochs=(0, 1, 5)),
     # Controlled capacity (Burgess et al. 2018): KL pulled towards a capacity C rising from 0 to 25 nats.
     "capacity": dict(objective="capacity", gamma=1000.0, capacity_min=0.0, capacity_max=25.0,
                      capacity_steps=100_000),

@@ -42,7 +42,7 @@ class Inputs:
         split = reference_split(data)
         noise = torch.randn(N_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
         n_map = min(config.latent_map_size, len(split))
-        return Inputs(split.images[:N_RECONSTRUCTIONS], noise, default_pairs(split, N_PAIRS), split,
+        return Inputs(datalib.as_float(split.images[:N_RECONSTRUCTIONS]), noise, default_pairs(split, N_PAIRS), split,
                       split.images[:n_map], split.labels[:n_map].numpy())
 
 
@@ -170,7 +170,8 @@ class TrainingFigures:
         out, model, inputs = figure_dir(end.run_dir), end.model, self.inputs
         save_gif_of(out / "reconstructions", out / "reconstructions.gif")
         save_gif_of(out / "samples", out / "samples.gif")
-        pairs = [(inputs.split.images[a], inputs.split.images[b]) for a, b in inputs.pairs]
+        pairs = [(datalib.as_float(inputs.split.images[a]), datalib.as_float(inputs.split.images[b]))
+                 for a, b in inputs.pairs]
         save_interpolation(model, pairs, out)
         kl = end.record.get("val", end.record["train"])["kl_per_dim"]
         save_traversals(model, inputs.reconstruct[0], kl, out)
@@ -210,7 +211,7 @@ class FinishedRun:
         if not 0 <= index < len(images):
             raise BetaVAEError(f"image index {index} is out of range: the {split} split has {len(images)} images "
                                f"(0..{len(images) - 1})")
-        return images[index]
+        return datalib.as_float(images[index])
 
     def split(self, name: str) -> datalib.Split:
         split = self.data.split(name)

@@ -132,7 +132,7 @@ def iwae_bound(model: VAE, images: torch.Tensor, k: int = 1000, seed: int = 0, b
     binarizer = torch.Generator(device=device).manual_seed(binarize_seed) if binarize_seed is not None else None
     bounds = []
     for index in datalib.batch_indices(len(images), batch_size):
-        x = images[index].to(device)
+        x = datalib.as_float(images[index].to(device))
         if binarizer is not None:
             x = datalib.binarize(x, binarizer)
         bounds.append(importance_weighted_log_likelihood(model, x, k, generator).cpu())

@@ -24,8 +24,8 @@ class VAE(nn.Module):
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance, each (N, latent_dim)."""
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        """Posterior mean and log-variance, each (N, latent_dim). Bool images (binary data) are taken as 0/1."""
+        mean, logvar = self.encoder(x if x.is_floating_point() else x.float()).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

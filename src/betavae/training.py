@@ -25,6 +25,7 @@ from .errors import BetaVAEError
 from .likelihood import Totals, elbo_terms
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
+MAX_UNTRAINED_EVAL = 50_000  # the untrained model is evaluated on at most this many training images (dSprites: 717k)
 RESUMABLE_CHANGES = ("epochs", "device", "threads", "precision")
 
 
@@ -75,7 +76,7 @@ class Trainer:
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         torch.manual_seed(config.seed)
         self.model = models.build(config, data.image_shape)
-        models.init_output_bias(self.model, data.train.images.nanmean(0).nan_to_num(0.5))  # bad pixels: caught later
+        models.init_output_bias(self.model, data.train.mean_image().nan_to_num(0.5))  # bad pixels: caught later
         self.model.to(self.device)
         self.net = self.model
         if self.context.distributed:
@@ -198,7 +199,7 @@ class Trainer:
                                             seed=self.config.seed + 10_000, step=self.step)
         record: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-            "kl_weight": self.objective.kl_weight(self.step), "train": train_means or evaluate(self.data.train),
+            "kl_weight": self.objective.kl_weight(self.step), "train": train_means or evaluate(self.data.train.sample(MAX_UNTRAINED_EVAL)),
             "train_seconds": round(seconds, 3),
             "images_per_second": round(images / seconds, 1) if seconds > 0 else None,  # a cut-short epoch too
             "note": EVAL_NOTE,

@@ -1,4 +1,7 @@
-"""Data as tensors: the whole split in one float tensor, batches as index slices, optional dynamic binarization."""
+"""Data as tensors: the whole split in one tensor, batches as index slices, optional dynamic binarization.
+
+Images are float32 in [0,1], except binary data sets too large for that (dSprites), which are kept as bool, a quarter
+of the memory; `as_float` turns a batch of either into what models take."""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ import numpy as np
 import torch
 
 from ..errors import BetaVAEError
-from . import images, sources
+from . import dsprites, images, sources
 from .sources import RawData
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images (N,1,H,W) float32 in [0,1] and labels (N,) int64 (-1 where unknown)."""
+    """Images (N,1,H,W), float32 in [0,1] or bool, and labels (N,) int64 (-1 where unknown)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -28,6 +31,25 @@ class Split:
     def from_numpy(images_uint8: np.ndarray, labels: np.ndarray) -> "Split":
         pixels = torch.from_numpy(np.ascontiguousarray(images_uint8)).unsqueeze(1).float().div_(255.0)
         return Split(pixels, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
+
+    def sample(self, n: int, seed: int = 0) -> "Split":
+        """At most n images drawn without replacement by a fixed seed (the whole split when it is no larger)."""
+        if n >= len(self):
+            return self
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return Split(self.images[index], self.labels[index])
+
+    def mean_image(self, chunk: int = 65536) -> torch.Tensor:
+        """The mean image (1,H,W) in float32, computed by chunks so bool storage is never converted whole."""
+        total = torch.zeros(self.images.shape[1:], dtype=torch.float64)
+        for part in self.images.split(chunk):
+            total += as_float(part).double().sum(0)
+        return (total / max(1, len(self))).float()
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 in [0,1]: float storage as it is, bool storage as 0 or 1."""
+    return images if images.is_floating_point() else images.float()
 
 
 @dataclass(frozen=True)
@@ -76,8 +98,20 @@ def split_raw(raw: RawData, val_size: int, name: str = "data") -> Data:
 
 
 def load(dataset: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:
-    """Load and split a data set (see load_raw and split_raw)."""
+    """Load and split a data set (see load_raw and split_raw; dSprites: load_dsprites)."""
+    if dataset == "dsprites":
+        return load_dsprites(data_dir, val_size)
     return split_raw(load_raw(dataset, data_dir), val_size, dataset)
+
+
+def load_dsprites(data_dir: str | None = None, val_size: int = 10000) -> Data:
+    """dSprites as bool images, held-out test and validation images drawn from the grid; labels are the shape."""
+    packed = dsprites.packed_images(data_dir)
+    parts = dsprites.split_indices(val_size)
+    shapes = dsprites.index_to_factors(np.arange(dsprites.N_IMAGES))[:, 0]
+    split = {name: Split(dsprites.unpack(packed[index]), torch.from_numpy(shapes[index].astype(np.int64)))
+             for name, index in parts.items()}
+    return Data("dsprites", split["train"], split["val"], split["test"])
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
@@ -93,4 +127,5 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 def prepare(x: torch.Tensor, pixels: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """The targets the model is trained on: grey levels as they are, or a binarized draw."""
+    x = as_float(x)
     return binarize(x, generator) if pixels == "binary" else x

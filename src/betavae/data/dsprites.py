@@ -1,4 +1,4 @@
-"""dSprites rendered from its factors (first part of the disentanglement issue; not yet wired into training).
+"""dSprites rendered from its factors, cached bit-packed, or read from the user's copy of the original file.
 
 The grid of the original: shape (square, ellipse, heart) x scale (6 values, 0.5 to 1) x orientation (40 values,
 linspace(0, 2*pi, 40), both ends included) x position x and y (32 values each, linspace(0, 1, 32)): 737,280
@@ -11,14 +11,25 @@ a circumradius of 0.18, so every shape stays inside the frame, as in the origina
 from __future__ import annotations
 
 import math
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+
+from .. import atomic
+from ..errors import BetaVAEError
 
 FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SIZES = (3, 6, 40, 32, 32)
 SHAPES = ("square", "ellipse", "heart")
 SIZE = 64
+N_IMAGES = math.prod(SIZES)
+ORIGINAL_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+CACHE_VERSION = 1  # bump when the renderer changes, so old caches are rebuilt
 CENTRE_RANGE = (0.2, 0.8)
 MAX_RADIUS = 0.18  # circumradius of every shape at scale 1, in frame units
 # Half-size of each canonical shape so that its circumradius at scale 1 is MAX_RADIUS.
@@ -53,7 +64,7 @@ def render(factors: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Binary images (N, 1, 64, 64) float32 of the given factor levels (N, 5)."""
     levels = torch.as_tensor(np.asarray(factors), dtype=torch.long)
     values = factor_values()
-    centres = (torch.arange(SIZE, dtype=torch.float64) + 0.5) / SIZE
+    centres = (torch.arange(SIZE, dtype=torch.float32) + 0.5) / SIZE
     v, u = torch.meshgrid(centres, centres, indexing="ij")
     out = torch.zeros(len(levels), 1, SIZE, SIZE)
     low, high = CENTRE_RANGE
@@ -62,10 +73,9 @@ def render(factors: np.ndarray | torch.Tensor) -> torch.Tensor:
         if len(chosen) == 0:
             continue
         f = levels[chosen]
-        scale = torch.as_tensor(values[1])[f[:, 1]][:, None, None]
-        angle = torch.as_tensor(values[2])[f[:, 2]][:, None, None]
-        cx = (low + (high - low) * torch.as_tensor(values[3])[f[:, 3]])[:, None, None]
-        cy = (low + (high - low) * torch.as_tensor(values[4])[f[:, 4]])[:, None, None]
+        level = lambda k: torch.as_tensor(values[k], dtype=torch.float32)[f[:, k]][:, None, None]  # noqa: E731
+        scale, angle = level(1), level(2)
+        cx, cy = low + (high - low) * level(3), low + (high - low) * level(4)
         half = scale * MAX_RADIUS / CANONICAL_RADIUS[SHAPES[shape]]
         du, dv = u - cx, v - cy
         cos, sin = torch.cos(angle), torch.sin(angle)
@@ -73,3 +83,89 @@ def render(factors: np.ndarray | torch.Tensor) -> torch.Tensor:
         q = (-sin * du + cos * dv) / half
         out[chosen, 0] = _inside(shape, p, q).float()
     return out
+
+
+def render_packed(chunk: int = 8192, log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Every image of the grid, in index order, bit-packed: (737280, 512) uint8 (about 377 MB)."""
+    packed = np.empty((N_IMAGES, SIZE * SIZE // 8), dtype=np.uint8)
+    for start in range(0, N_IMAGES, chunk):
+        stop = min(start + chunk, N_IMAGES)
+        images = render(index_to_factors(np.arange(start, stop)))
+        packed[start:stop] = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
+        if log and (start // chunk) % 20 == 0:
+            log(f"betavae: rendering dSprites {stop:,}/{N_IMAGES:,}")
+    return packed
+
+
+def cache_path() -> Path:
+    from .sources import cache_dir
+    return cache_dir() / f"dsprites-rendered-v{CACHE_VERSION}.npy"
+
+
+def read_original(path: Path) -> np.ndarray:
+    """The images of the original npz, bit-packed, after checking that its order is the grid's order."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            images, classes = stored["imgs"], stored["latents_classes"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise BetaVAEError(f"{path} is not a readable dSprites npz ({error}); download {ORIGINAL_FILE} again") from None
+    if images.shape != (N_IMAGES, SIZE, SIZE) or classes.shape != (N_IMAGES, 6):
+        raise BetaVAEError(f"{path} holds images {images.shape} and factors {classes.shape}; expected "
+                           f"({N_IMAGES}, 64, 64) and ({N_IMAGES}, 6) as in {ORIGINAL_FILE}")
+    probe = np.arange(0, N_IMAGES, 997)
+    if not np.array_equal(classes[probe, 1:], index_to_factors(probe)):
+        raise BetaVAEError(f"{path}: the factor classes are not in the original order; use the unmodified file")
+    return np.packbits(images.reshape(N_IMAGES, -1).astype(bool), axis=1)
+
+
+def read_cache(path: Path) -> np.ndarray:
+    try:
+        packed = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BetaVAEError(f"cache {path} is unreadable ({error})") from None
+    if packed.shape != (N_IMAGES, SIZE * SIZE // 8) or packed.dtype != np.uint8:
+        raise BetaVAEError(f"cache {path} has shape {packed.shape}, {packed.dtype}; it will be rebuilt")
+    return packed
+
+
+def packed_images(data_dir: str | os.PathLike | None = None,
+                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> np.ndarray:
+    """The whole grid bit-packed: from the user's original npz when --data-dir holds it, else from the cache,
+    else rendered once (about two minutes on two cores) and cached."""
+    if data_dir:
+        folder = Path(data_dir)
+        path = folder / ORIGINAL_FILE if folder.is_dir() else folder
+        if not path.is_file():
+            raise BetaVAEError(f"{path} does not exist; pass --data-dir the folder holding {ORIGINAL_FILE} "
+                               "(or leave it out to render dSprites from its factors)")
+        return read_original(path)
+    path = cache_path()
+    if path.is_file():
+        try:
+            return read_cache(path)
+        except BetaVAEError as error:
+            log(f"betavae: {error}")
+    log(f"betavae: rendering the {N_IMAGES:,} dSprites images once into {path}")
+    packed = render_packed(log=log)
+    try:
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.save(stream, packed)
+    except OSError as error:
+        log(f"betavae: could not write the cache {path} ({error}); continuing without it")
+    return packed
+
+
+def unpack(packed: np.ndarray) -> torch.Tensor:
+    """Bit-packed rows -> bool images (N, 1, 64, 64): one byte per pixel, a quarter of float32."""
+    bits = np.unpackbits(np.asarray(packed), axis=1).view(bool)
+    return torch.from_numpy(bits).view(-1, 1, SIZE, SIZE)
+
+
+def split_indices(val_size: int, test_size: int = 10_000, seed: int = 0) -> dict[str, np.ndarray]:
+    """A fixed random hold-out of the grid (dSprites has no official test split): test, validation, the rest to
+    train. Fixed by `seed`, not by the run's seed, so every run is tested on the same images."""
+    if val_size + test_size >= N_IMAGES:
+        raise BetaVAEError(f"val_size {val_size} leaves no dSprites training images; lower --val-size")
+    order = np.random.default_rng(seed).permutation(N_IMAGES)
+    return {"test": np.sort(order[:test_size]), "val": np.sort(order[test_size:test_size + val_size]),
+            "train": np.sort(order[test_size + val_size:])}
