@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from betavae.data import dsprites
+from betavae.errors import BetaVAEError
 
 
 def test_grid_and_index_round_trip():
@@ -38,3 +40,39 @@ def test_factors_change_the_image_as_they_should():
 def test_rendering_is_deterministic_and_fast_enough_to_batch():
     factors = dsprites.index_to_factors(np.arange(0, 737_280, 5760))
     assert torch.equal(dsprites.render(factors), dsprites.render(factors))
+
+
+def test_bit_packing_round_trips_and_splits_are_disjoint():
+    factors = dsprites.index_to_factors(np.arange(0, 737_280, 7919))
+    images = dsprites.render(factors)
+    packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
+    assert packed.shape == (len(factors), 512)
+    unpacked = dsprites.unpack(packed)
+    assert unpacked.dtype == torch.bool and torch.equal(unpacked.float(), images)
+    parts = dsprites.split_indices(val_size=5000)
+    assert [len(parts[k]) for k in ("test", "val", "train")] == [10_000, 5000, 737_280 - 15_000]
+    everything = np.concatenate(list(parts.values()))
+    assert len(np.unique(everything)) == 737_280
+    assert np.array_equal(dsprites.split_indices(5000)["test"], parts["test"])  # fixed, whatever the run's seed
+
+
+def test_bad_original_files_get_one_line_errors(tmp_path):
+    with pytest.raises(BetaVAEError, match="does not exist; pass --data-dir"):
+        dsprites.packed_images(tmp_path / "nowhere")
+    wrong = tmp_path / dsprites.ORIGINAL_FILE
+    np.savez(wrong, imgs=np.zeros((10, 64, 64), np.uint8), latents_classes=np.zeros((10, 6), np.int64))
+    with pytest.raises(BetaVAEError, match="expected"):
+        dsprites.packed_images(tmp_path)
+    wrong.write_bytes(b"not a zip")
+    with pytest.raises(BetaVAEError, match="not a readable dSprites npz"):
+        dsprites.packed_images(tmp_path)
+
+
+def test_a_truncated_cache_is_rendered_again(monkeypatch):
+    path = dsprites.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.zeros((3, 512), np.uint8))
+    monkeypatch.setattr(dsprites, "render_packed", lambda log=None: np.ones((dsprites.N_IMAGES, 512), np.uint8))
+    lines = []
+    assert dsprites.packed_images(log=lines.append).shape == (dsprites.N_IMAGES, 512)
+    assert "it will be rebuilt" in lines[0] and dsprites.read_cache(path).shape == (dsprites.N_IMAGES, 512)

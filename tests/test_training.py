@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 import betavae
 from betavae import runs
 from betavae.config import Config
+from betavae.data import Data, Split
 from betavae.errors import BetaVAEError
 from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, train
 
@@ -182,3 +183,17 @@ def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
     last, before = records[-1], records[-2]
     trained_images = min((last["step"] - before["step"]) * config.batch_size, len(data.train))
     assert last["images_per_second"] * last["train_seconds"] == pytest.approx(trained_images, rel=0.2)
+
+
+def test_binary_data_stored_as_bool_trains_exactly_like_float(tmp_path, data):
+    """dSprites is kept as bool (a quarter of float32's memory); batches become floats, so nothing else changes."""
+    binary = lambda split, kind: Split(((split.images > 0.5).to(kind)), split.labels)  # noqa: E731
+    as_bool = Data("b", *(binary(s, torch.bool) for s in (data.train, data.val, data.test)))
+    as_float = Data("f", *(binary(s, torch.float32) for s in (data.train, data.val, data.test)))
+    config = TINY.replace(epochs=1, pixels="binary")
+    a = train(config, tmp_path / "bool", data=as_bool, log=lambda line: None)
+    b = train(config, tmp_path / "float", data=as_float, log=lambda line: None)
+    assert_same_weights(a, b)
+    untimed = lambda run: [{k: v for k, v in r.items() if "second" not in k} for r in runs.read_metrics(run)]  # noqa
+    assert untimed(a) == untimed(b)
+    assert torch.equal(as_bool.train.sample(50, seed=2).images.float(), as_float.train.sample(50, seed=2).images)

@@ -142,6 +142,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"written: {Path(args.run) / 'evaluation.json'}")
 
 
+def cmd_disentanglement(args: argparse.Namespace) -> None:
+    from .factor_evaluation import evaluate_run, format_table
+
+    print(format_table(evaluate_run(args.run, args.seed, args.data_dir)))
+
+
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .classifier import classifier_path, save_classifier, train_classifier
     from .data import load
@@ -227,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--classifier", help="classifier weights (default: the cached one for the data set)")
     evaluate.add_argument("--no-probes", action="store_true", help="skip the linear and k-NN probes")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    disentanglement = commands.add_parser(
+        "disentanglement", help="beta-VAE, FactorVAE, MIG, DCI and SAP scores of a dSprites run",
+        description="The five disentanglement metrics (disentanglement_lib's definitions and sample sizes) on a run "
+                    "trained with --dataset dsprites; writes RUN/disentanglement.json and two figures.")
+    disentanglement.add_argument("run", metavar="RUN")
+    disentanglement.add_argument("--seed", type=int, default=0, help="seed of every metric's sampling")
+    disentanglement.add_argument("--data-dir", metavar="DIR", help="folder holding the original dSprites npz")
+    disentanglement.set_defaults(func=cmd_disentanglement)
 
     classifier = commands.add_parser("classifier", help="the digit classifier used to score samples")
     classifier_commands = classifier.add_subparsers(dest="action", required=True, metavar="ACTION")

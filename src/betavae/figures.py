@@ -263,3 +263,19 @@ def rate_distortion_figure(rows: list[dict]) -> plt.Figure:
     axis.legend(fontsize=8)
     axis.set_title("rate-distortion across β (dotted: equal negative ELBO)", fontsize=10)
     return figure
+
+
+def information_figure(information: np.ndarray, factor_names: Sequence[str], kl_per_dim: Sequence[float]
+                       ) -> plt.Figure:
+    """Heat map of each latent's mutual information with each factor over the factor's entropy (rows by KL)."""
+    order = [int(i) for i in np.argsort(-np.asarray(kl_per_dim), kind="stable")]
+    shown = information[order]
+    figure, axis = plt.subplots(figsize=(1.1 * len(factor_names) + 2, 0.42 * len(order) + 1.2))
+    axis.imshow(shown, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (row, column), value in np.ndenumerate(shown):
+        axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                  color="white" if value < 0.6 else "black")
+    axis.set_xticks(range(len(factor_names)), factor_names, fontsize=8)
+    axis.set_yticks(range(len(order)), [f"z{d} (KL {kl_per_dim[d]:.1f})" for d in order], fontsize=8)
+    axis.set_title("I(latent; factor) / H(factor), 20-bin codes", fontsize=9)
+    return figure
