@@ -24,6 +24,8 @@ def npz(tmp_path):
     (["train", "--config", "/nonexistent.toml"], "does not exist"),
     (["train", "--dataset", "/nonexistent.npz"], "does not exist"),
     (["evaluate", "/nonexistent/run"], "does not exist"),
+    (["disentanglement", "/nonexistent/run"], "does not exist"),
+    (["train", "--dataset", "dsprites", "--data-dir", "/nonexistent"], "does not exist; pass --data-dir"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert cli.main(argv) == 1
