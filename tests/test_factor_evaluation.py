@@ -63,6 +63,17 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     assert factor_evaluation.best_factors(information)[1].startswith("pos_x")
 
 
+def test_the_report_shows_the_scores_when_there_are_any(run, monkeypatch):
+    from betavae.report import write_report
+
+    (run / factor_evaluation.RESULT).unlink(missing_ok=True)
+    assert "<h2>Disentanglement</h2>" not in write_report(run, data=tiny_dsprites()).read_text()
+    scores = {"scores": {"mig": 0.123456, "sap": 0.05}}
+    (run / factor_evaluation.RESULT).write_text(json.dumps(scores))
+    page = write_report(run, data=tiny_dsprites()).read_text()
+    assert "<h2>Disentanglement</h2>" in page and "0.123" in page
+
+
 def test_runs_without_ground_truth_factors_are_refused(tmp_path, data):
     mnist_run = train(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="no ground-truth factors"):

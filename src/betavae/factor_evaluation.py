@@ -19,6 +19,7 @@ from .data import dsprites
 from .disentanglement import METRICS, GroundTruth, evaluate_all
 from .errors import BetaVAEError
 from .models import VAE
+from .report import REPORT, write_report
 
 RESULT = "disentanglement.json"
 TRAVERSAL_IMAGE = (2, 5, 0, 16, 16)  # a large heart in the middle of the frame, upright
@@ -62,6 +63,8 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, data_dir: str | None = None
                   kl_per_dim=last_kl(run_dir))
     atomic.write_json(run_dir / RESULT, result)
     save_figures(run_dir, model, result)
+    if (run_dir / REPORT).is_file():
+        write_report(run_dir, model)  # now with the scores and the two figures
     return result
 
 

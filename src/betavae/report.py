@@ -132,10 +132,18 @@ def write_report(run_dir: str | Path, model: VAE | None = None, data: datalib.Da
         image_tag(out / "traversal.png", "Latent traversals, rows sorted by KL"),
         *[image_tag(p, f"Latent map ({p.stem.split('_')[-1]})") for p in sorted(out.glob("latent_map_*.png"))],
         *[image_tag(p, p.stem.replace("_", " ")) for p in sorted(out.glob("rate_distortion*.png"))],
+        image_tag(out / "mutual_information.png", "Mutual information of each latent with each factor, over the "
+                                                  "factor's entropy (betavae disentanglement)"),
+        image_tag(out / "traversal_factors.png", "Latent traversals labelled with the factor each latent captures "
+                                                 "best"),
     ])
     evaluation = run_dir / "evaluation.json"
     evaluation_html = (f"<h2>Evaluation</h2><pre>{html.escape(evaluation.read_text())}</pre>"
                        if evaluation.is_file() else "")
+    disentanglement = run_dir / "disentanglement.json"
+    if disentanglement.is_file():
+        scores = json.loads(disentanglement.read_text())["scores"]
+        evaluation_html += "<h2>Disentanglement</h2>" + table(list(scores.items()))
     page = TEMPLATE.format(
         title=html.escape(f"betavae run {run_dir.name}"), css=asset("report.css"),
         summary=html.escape(f"{config.dataset}, {config.arch} {config.hidden}, {config.latent_dim} latents, "
