@@ -163,9 +163,10 @@ def unpack(packed: np.ndarray) -> torch.Tensor:
 
 def split_indices(val_size: int, test_size: int = 10_000, seed: int = 0) -> dict[str, np.ndarray]:
     """A fixed random hold-out of the grid (dSprites has no official test split): test, validation, the rest to
-    train. Fixed by `seed`, not by the run's seed, so every run is tested on the same images."""
+    train. Fixed by `seed`, not by the run's seed, so every run is tested on the same images. Validation and test
+    stay in random order, so the first images a figure shows are varied (the grid's order is all squares first)."""
     if val_size + test_size >= N_IMAGES:
         raise BetaVAEError(f"val_size {val_size} leaves no dSprites training images; lower --val-size")
     order = np.random.default_rng(seed).permutation(N_IMAGES)
-    return {"test": np.sort(order[:test_size]), "val": np.sort(order[test_size:test_size + val_size]),
+    return {"test": order[:test_size], "val": order[test_size:test_size + val_size],
             "train": np.sort(order[test_size + val_size:])}
