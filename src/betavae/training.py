@@ -199,7 +199,8 @@ class Trainer:
                                             seed=self.config.seed + 10_000, step=self.step)
         record: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-            "kl_weight": self.objective.kl_weight(self.step), "train": train_means or evaluate(self.data.train.sample(MAX_UNTRAINED_EVAL)),
+            "kl_weight": self.objective.kl_weight(self.step),
+            "train": train_means or evaluate(self.data.train.sample(MAX_UNTRAINED_EVAL)),
             "train_seconds": round(seconds, 3),
             "images_per_second": round(images / seconds, 1) if seconds > 0 else None,  # a cut-short epoch too
             "note": EVAL_NOTE,
