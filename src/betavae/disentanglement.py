@@ -118,7 +118,7 @@ def _one_minus_entropy(p: np.ndarray, axis: int) -> np.ndarray:
     """1 - entropy of each slice of p along `axis` (normalized to sum to 1), in base = its length."""
     p = p + 1e-11
     p = p / p.sum(axis=axis, keepdims=True)
-    return 1.0 + (p * np.log(p)).sum(axis=axis) / np.log(p.shape[axis])
+    return np.clip(1.0 + (p * np.log(p)).sum(axis=axis) / np.log(p.shape[axis]), 0.0, 1.0)  # no -0.000
 
 
 def dci_scores(importance: np.ndarray) -> tuple[float, float]:
