@@ -83,12 +83,17 @@ def normalized_mutual_information(codes: np.ndarray, factors: np.ndarray, bins: 
     return mutual_information(discretize(codes, bins), factors) / entropy(factors)
 
 
+def top_two_gap(matrix: np.ndarray) -> float:
+    """Mean over columns (factors) of the gap between the two largest entries (latents): MIG's and SAP's score."""
+    if matrix.shape[0] < 2:
+        raise ValueError("MIG and SAP need at least two latent dimensions")
+    ordered = np.sort(matrix, axis=0)
+    return float(np.mean(ordered[-1] - ordered[-2]))
+
+
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
     """Mutual information gap: 1 when each factor is captured by exactly one latent, 0 when by none or by two."""
-    if codes.shape[1] < 2:
-        raise ValueError("MIG needs at least two latent dimensions")
-    information = np.sort(normalized_mutual_information(codes, factors, bins), axis=0)[::-1]
-    return float(np.mean(information[0] - information[1]))
+    return top_two_gap(normalized_mutual_information(codes, factors, bins))
 
 
 # --- DCI -------------------------------------------------------------------------------------------------------------
@@ -143,12 +148,6 @@ def sap_matrix(codes: np.ndarray, factors: np.ndarray, test_codes: np.ndarray, t
             model = LinearSVC(C=0.01, class_weight="balanced").fit(codes[:, d:d + 1], factors[:, k])
             scores[d, k] = np.mean(model.predict(test_codes[:, d:d + 1]) == test_factors[:, k])
     return scores
-
-
-def top_two_gap(matrix: np.ndarray) -> float:
-    """Mean over columns of the gap between the two largest entries."""
-    ordered = np.sort(matrix, axis=0)
-    return float(np.mean(ordered[-1] - ordered[-2]))
 
 
 # --- the metrics on a ground truth -----------------------------------------------------------------------------------
@@ -215,8 +214,7 @@ def factor_vae_metric(truth: GroundTruth, seed: int = 0, batch_size: int = 64, n
 def mig_metric(truth: GroundTruth, seed: int = 0, num_train: int = 10_000) -> dict[str, Any]:
     codes, factors = truth.sample(num_train, np.random.RandomState(seed))
     information = normalized_mutual_information(codes, factors)
-    ordered = np.sort(information, axis=0)[::-1]
-    return {"mig": float(np.mean(ordered[0] - ordered[1])), "normalized_mutual_information": information.tolist()}
+    return {"mig": top_two_gap(information), "normalized_mutual_information": information.tolist()}
 
 
 def dci_metric(truth: GroundTruth, seed: int = 0, num_train: int = 10_000, num_test: int = 5_000) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .config import Config
+from .data import as_float
 
 LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
 
@@ -25,7 +26,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance, each (N, latent_dim). Bool images (binary data) are taken as 0/1."""
-        mean, logvar = self.encoder(x if x.is_floating_point() else x.float()).chunk(2, dim=1)
+        mean, logvar = self.encoder(as_float(x)).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

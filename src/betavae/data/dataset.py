@@ -108,9 +108,8 @@ def load_dsprites(data_dir: str | None = None, val_size: int = 10000) -> Data:
     """dSprites as bool images, held-out test and validation images drawn from the grid; labels are the shape."""
     packed = dsprites.packed_images(data_dir)
     parts = dsprites.split_indices(val_size)
-    shapes = dsprites.index_to_factors(np.arange(dsprites.N_IMAGES))[:, 0]
-    split = {name: Split(dsprites.unpack(packed[index]), torch.from_numpy(shapes[index].astype(np.int64)))
-             for name, index in parts.items()}
+    shape = lambda index: torch.from_numpy(dsprites.index_to_factors(index)[:, 0].astype(np.int64))  # noqa: E731
+    split = {name: Split(dsprites.unpack(packed[index]), shape(index)) for name, index in parts.items()}
     return Data("dsprites", split["train"], split["val"], split["test"])
 
 
