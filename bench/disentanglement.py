@@ -2,14 +2,16 @@
 for the same wall-clock budget, then scored by `betavae disentanglement` (beta-VAE, FactorVAE, MIG, DCI, SAP).
 
 CPU (default): 30 minutes of training each with `--preset dsprites` (Burgess et al.'s conv model, batch 64, Adam 1e-3
-with cosine decay over the budget). The capacity run raises C from 0 to 25 nats over 20k steps, about two thirds of
-what a 30-minute CPU run makes (Burgess et al.: over 100k of their 300k+ steps).
-GPU (`--gpu`): about 300k steps (27 epochs of 717,280 images at batch 64) each, C over 100k steps.
+with cosine decay over the budget), in bf16 autocast (`--precision`; twice fp32's speed on CPUs with AMX). The
+capacity run raises C from 0 to 25 nats over 20k steps (Burgess et al.: over 100k of their 300k+ steps).
+GPU (`--gpu`): about 300k steps (27 epochs of 717,280 images at batch 64) each, C over 100k steps; `--minutes` then
+caps each run's training time, and `--jobs 3` trains the three runs side by side on the one GPU.
 
 Runs are folders under --runs; a finished run is not trained again and an interrupted one resumes, so rerunning
 the script continues where it stopped. Prints the commands it runs and a Markdown table.
 
-Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--train-only]
+Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1]
+                                       [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ VARIANTS = {  # name -> options on top of --preset dsprites
 
 
 def train_command(name: str, args: argparse.Namespace) -> list[str]:
-    options = ["--preset", "dsprites", *VARIANTS[name], "--runs", args.runs, "--name", name, "--seed", str(args.seed)]
+    options = ["--preset", "dsprites", *VARIANTS[name], "--runs", args.runs, "--name", name, "--seed", str(args.seed),
+               "--precision", args.precision]
     if args.gpu:
         options += ["--device", "cuda", "--epochs", "27"]
+        options += ["--time-budget", str(args.minutes * 60)] if args.minutes else []
         options += ["--capacity-steps", "100000"] if name == "capacity" else []
     else:
-        options += ["--time-budget", str(args.minutes * 60), "--epochs", "1000"]
+        options += ["--time-budget", str((args.minutes or 30.0) * 60), "--epochs", "1000"]
         options += ["--capacity-steps", "20000"] if name == "capacity" else []
     return ["betavae", "train", *options]
 
@@ -46,15 +50,26 @@ def status(run: Path) -> str:
         return "missing"
 
 
-def run(command: list[str]) -> None:
-    print("$", shlex.join(command), flush=True)
-    subprocess.run(command, check=True)
+def run_all(commands: list[list[str]], jobs: int) -> None:
+    """Run the commands, `jobs` at a time (side by side on one GPU, say), stopping at the first failure."""
+    pending = list(commands)
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            command = pending.pop(0)
+            print("$", shlex.join(command), flush=True)
+            running.append(subprocess.Popen(command))
+        finished = running.pop(0)
+        if finished.wait() != 0:
+            for other in running:
+                other.wait()
+            raise SystemExit(f"failed ({finished.returncode}): {shlex.join(finished.args)}")
 
 
-def table(runs: Path) -> str:
+def table(runs: Path, names: list[str]) -> str:
     lines = ["| run | steps | train min | recon | KL | MIG | beta-VAE | FactorVAE | DCI dis. | DCI comp. | DCI info. | SAP |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in VARIANTS:
+    for name in names:
         metrics = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
         last = metrics[-1]
         test = json.loads((runs / name / "disentanglement.json").read_text())
@@ -70,28 +85,35 @@ def table(runs: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training minutes per run (CPU: 30 by default; GPU: the full schedule by default)")
     parser.add_argument("--runs", default="runs/dsprites-bench")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--gpu", action="store_true", help="the long schedule (about 300k steps) on CUDA")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained (and scored) at the same time")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args()
-    runs = Path(args.runs)
-    for name in VARIANTS:
+    runs, names = Path(args.runs), args.variants.split(",")
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    commands = []
+    for name in names:
         state = status(runs / name)
         if state == "finished":
             print(f"{name}: finished, not trained again", flush=True)
-            continue
-        command = train_command(name, args)
-        if state != "missing":
-            command = ["betavae", "train", "--resume", str(runs / name)]
-        run(command)
+        elif state == "missing":
+            commands.append(train_command(name, args))
+        else:
+            commands.append(["betavae", "train", "--resume", str(runs / name)])
+    run_all(commands, args.jobs)
     if args.train_only:
         return
-    for name in VARIANTS:
-        if not (runs / name / "disentanglement.json").exists():
-            run(["betavae", "disentanglement", str(runs / name)])
-    print(table(runs))
+    run_all([["betavae", "disentanglement", str(runs / name)] for name in names
+             if not (runs / name / "disentanglement.json").exists()], args.jobs)
+    print(table(runs, names))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """What dSprites costs: rendering the grid once, loading the cache, and training throughput with the images kept as
-bool (what `--dataset dsprites` does) against float32 (four times the memory), same model, same process.
+bool (what `--dataset dsprites` does) against float32 (four times the memory), same model, same process; then the
+same model trained in bf16 autocast (`--precision bf16`) against fp32, each with channels-last weights (what
+`models.build` gives) and with the default contiguous layout.
 
-Throughput: the `dsprites` preset's conv model on the first 100k training images, batch 64; the two storages
-alternate epoch slices of 200 steps, 5 times each, and the medians are compared.
+Throughput: the `dsprites` preset's conv model on the first 100k training images, batch 64; the variants alternate
+slices of 200 steps, 5 times each, and the medians are compared.
 
 Usage: python bench/dsprites_data.py [--render]   (--render times a fresh rendering of all 737,280 images)
 """
@@ -21,15 +23,17 @@ from betavae import models, objectives
 from betavae.data import dataset, dsprites
 
 
-def images_per_second(images: torch.Tensor, model: models.VAE, steps: int = 200, batch: int = 64) -> float:
+def images_per_second(images: torch.Tensor, model: models.VAE, steps: int = 200, batch: int = 64,
+                      bf16: bool = False) -> float:
     objective = objectives.build(configlib.preset("dsprites"))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     order = torch.randperm(len(images))[: steps * batch].split(batch)
     start = time.perf_counter()
     for index in order:
         x = dataset.prepare(images[index], "binary")
-        logits, mean, logvar = model(x)
-        loss = objective(logits, x, mean, logvar, 0).loss
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            logits, mean, logvar = model(x)
+        loss = objective(logits.float(), x, mean.float(), logvar.float(), 0).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -59,6 +63,22 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in rates.items()}
     print(f"training throughput, medians of 5: bool {medians['bool']:.0f} img/s, float32 {medians['float32']:.0f} "
           f"img/s, ratio {medians['bool'] / medians['float32']:.3f}")
+    compare_precision_and_layout(as_bool, model)
+
+
+def compare_precision_and_layout(images: torch.Tensor, channels_last: models.VAE) -> None:
+    """fp32 and bf16 training speed with channels-last weights (as built) and with contiguous ones."""
+    contiguous = models.build(configlib.preset("dsprites"), (1, 64, 64)).to(memory_format=torch.contiguous_format)
+    variants = {"fp32 channels-last": (channels_last, False), "bf16 channels-last": (channels_last, True),
+                "fp32 contiguous": (contiguous, False), "bf16 contiguous": (contiguous, True)}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(5):
+        for name, (model, bf16) in variants.items():
+            rates[name].append(images_per_second(images, model, bf16=bf16))
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    base = medians["fp32 contiguous"]
+    print("training throughput, medians of 5 (ratio to fp32 contiguous): " +
+          ", ".join(f"{name} {rate:.0f} img/s ({rate / base:.2f}x)" for name, rate in medians.items()))
 
 
 if __name__ == "__main__":

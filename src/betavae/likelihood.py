@@ -18,16 +18,16 @@ class Totals:
 
     KEYS = ("loss", "recon", "kl")
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, device: torch.device | str = "cpu"):
         self.n = 0
-        self.sums = {key: torch.zeros((), dtype=torch.float64) for key in self.KEYS}
-        self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64)
+        self.sums = {key: torch.zeros((), dtype=torch.float64, device=device) for key in self.KEYS}
+        self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64, device=device)
 
     def add(self, terms, n: int) -> None:
         self.n += n
         for key in self.KEYS:
-            self.sums[key] += getattr(terms, key).detach().double().cpu() * n
-        self.kl_per_dim += terms.kl_per_dim.detach().double().cpu() * n
+            self.sums[key] += getattr(terms, key).detach().double() * n  # on the terms' device: no GPU sync
+        self.kl_per_dim += terms.kl_per_dim.detach().double() * n
 
     def means(self) -> dict:
         n = max(self.n, 1)
@@ -40,23 +40,25 @@ class Totals:
         """The totals summed over the ranks of a distributed job (itself when alone)."""
         if not context.distributed:
             return self
-        packed = context.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64),
+        device = self.kl_per_dim.device  # the job's device, as NCCL needs
+        packed = context.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64, device=device),
                                             torch.stack([self.sums[k] for k in self.KEYS]), self.kl_per_dim]))
-        total = Totals(len(self.kl_per_dim))
+        total = Totals(len(self.kl_per_dim), device)
         total.n = int(packed[0])
         total.sums = dict(zip(self.KEYS, packed[1: 1 + len(self.KEYS)]))
         total.kl_per_dim = packed[1 + len(self.KEYS):]
         return total
 
     def state(self) -> dict:
-        return {"n": self.n, **{k: v.clone() for k, v in self.sums.items()}, "kl_per_dim": self.kl_per_dim.clone()}
+        return {"n": self.n, **{k: v.cpu().clone() for k, v in self.sums.items()},
+                "kl_per_dim": self.kl_per_dim.cpu().clone()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Totals":
-        totals = cls(len(state["kl_per_dim"]))
+    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "Totals":
+        totals = cls(len(state["kl_per_dim"]), device)
         totals.n = state["n"]
-        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).clone() for key in cls.KEYS}
-        totals.kl_per_dim = state["kl_per_dim"].clone()
+        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).to(device) for key in cls.KEYS}
+        totals.kl_per_dim = state["kl_per_dim"].to(device, torch.float64)
         return totals
 
 
@@ -72,7 +74,7 @@ def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    totals = Totals(model.latent_dim)
+    totals = Totals(model.latent_dim, device)
     means = []
     for index in datalib.batch_indices(len(split), batch_size):
         x = datalib.prepare(split.images[index].to(device), pixels, generator)

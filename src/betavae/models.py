@@ -106,7 +106,10 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
     if n_features == 0:
         raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
     encoder = nn.Sequential(features, mlp([n_features, *hidden, 2 * latent_dim]))
-    return VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape), image_shape, latent_dim)
+    model = VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape), image_shape, latent_dim)
+    # Channels-last weights take oneDNN's fast convolution path: twice the training speed in bf16 on CPUs with AMX
+    # (bench/dsprites_data.py); the values are the same, only their layout in memory changes.
+    return model.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

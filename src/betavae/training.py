@@ -117,7 +117,7 @@ class Trainer:
         if self.partial is None:
             self.partial = {"perm": torch.randperm(len(self.data.train), generator=self.generator,
                                                    device=self.device),
-                            "position": 0, "totals": Totals(self.config.latent_dim), "seconds": 0.0}
+                            "position": 0, "totals": Totals(self.config.latent_dim, self.device), "seconds": 0.0}
         totals = self.partial["totals"]
         batches = self.partial["perm"].split(self.global_batch)
         start = time.perf_counter() - self.partial["seconds"]
@@ -252,8 +252,8 @@ class Trainer:
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         if self.partial is not None:
-            totals = Totals.from_state(self.partial["totals"]) if self.context.is_main else \
-                Totals(self.config.latent_dim)  # the saved totals are the job's; count them once
+            totals = Totals.from_state(self.partial["totals"], self.device) if self.context.is_main else \
+                Totals(self.config.latent_dim, self.device)  # the saved totals are the job's; count them once
             self.partial.update(perm=self.partial["perm"].to(self.device), totals=totals)
         self.records = [r for r in runs.read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
 
