@@ -270,3 +270,18 @@ def test_dynamic_binarization_is_fresh_each_time():
     assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
     assert abs(a.mean().item() - 0.3) < 0.05
     assert torch.equal(datalib.prepare(x, "grey", g), x)
+
+
+def test_binarization_draws_each_pixel_with_its_grey_level_as_probability():
+    levels = torch.tensor([0.0, 1 / 255, 0.5, 254 / 255, 1.0]).repeat(40_000, 1)
+    ones = datalib.binarize(levels, torch.Generator().manual_seed(1)).mean(0)
+    assert ones[0] == 0 and ones[-1] == 1  # black never lights up, white always does
+    assert torch.allclose(ones[1:4], levels[0, 1:4], atol=0.01)
+
+
+def test_bool_images_are_binary_already_and_pass_through_without_a_draw():
+    x = torch.rand(50, 64) < 0.3
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    assert torch.equal(datalib.prepare(x, "binary", g), x.float())
+    assert torch.equal(g.get_state(), state)

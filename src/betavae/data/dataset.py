@@ -120,11 +120,14 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dynamic binarization: a fresh Bernoulli draw with the grey level as probability."""
-    return torch.bernoulli(x, generator=generator)
+    """Dynamic binarization: a fresh Bernoulli draw with the grey level as probability, as a uniform draw below the
+    grey level (the same distribution as torch.bernoulli, four times faster on CPU)."""
+    return (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)
 
 
 def prepare(x: torch.Tensor, pixels: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The targets the model is trained on: grey levels as they are, or a binarized draw."""
-    x = as_float(x)
-    return binarize(x, generator) if pixels == "binary" else x
+    """The targets the model is trained on: grey levels as they are, or a binarized draw (bool storage, as
+    dSprites', is binary already: no draw)."""
+    if pixels == "binary" and x.is_floating_point():
+        return binarize(x, generator)
+    return as_float(x)
