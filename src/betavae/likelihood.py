@@ -67,17 +67,18 @@ def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "
                seed: int = 0, step: int = 0) -> dict:
     """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
 
-    The noise (and the binarization, in binary mode) comes from its own generator seeded with `seed`, so the figure
-    for a given model does not depend on what ran before it.
+    The noise comes from its own generator seeded with `seed` and the binarization (binary mode) from one seeded with
+    seed + 1, so the figure for a given model depends neither on what ran before it nor on how its images are stored.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    binarizer = torch.Generator(device=device).manual_seed(seed + 1)
     totals = Totals(model.latent_dim, device)
     means = []
     for index in datalib.batch_indices(len(split), batch_size):
-        x = datalib.prepare(split.images[index].to(device), pixels, generator)
+        x = datalib.prepare(split.images[index].to(device), pixels, binarizer)
         logits, mean, logvar = model(x, generator)
         totals.add(objective(logits, x, mean, logvar, step), len(index))
         means.append(mean.double().cpu())

@@ -84,7 +84,10 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
         self.objective = objectives.build(config)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)  # epoch permutations
+        # Binarization draws have their own stream, so bool-stored binary images (which need no draw) give the same
+        # permutations, and so the same run, as float-stored ones.
+        self.binarizer = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch, self.step = 0, 0
         self.trained_seconds = 0.0  # training time of the finished epochs (the time budget counts this)
         self.clock = 0.0  # training seconds so far as all ranks agree on them (the slowest rank's)
@@ -159,7 +162,7 @@ class Trainer:
             group["lr"] = learning_rate(self.config, self._progress())
         # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
         # slices add up to exactly what one process would draw for that batch.
-        x = datalib.prepare(self.train_images[index], self.config.pixels, self.generator)
+        x = datalib.prepare(self.train_images[index], self.config.pixels, self.binarizer)
         noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
         part, scale = self.context.local_slice(index)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
@@ -229,6 +232,7 @@ class Trainer:
             "trained_seconds": self.trained_seconds, "out_of_time": self.out_of_time,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(),
+            "rng_binarize": self.binarizer.get_state(),
             "partial": self.partial and {**self.partial, "totals": self.partial["totals"].state()},
         }
         if self.device.type == "cuda":
@@ -249,6 +253,8 @@ class Trainer:
         self.out_of_time = state.get("out_of_time", False)
         torch.set_rng_state(state["rng_torch"])
         self.generator.set_state(state["rng_data"])
+        if "rng_binarize" in state:  # checkpoints of earlier versions drew both from rng_data
+            self.binarizer.set_state(state["rng_binarize"])
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         if self.partial is not None:
