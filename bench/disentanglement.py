@@ -2,7 +2,7 @@
 for the same wall-clock budget, then scored by `betavae disentanglement` (beta-VAE, FactorVAE, MIG, DCI, SAP).
 
 CPU (default): 30 minutes of training each with `--preset dsprites` (Burgess et al.'s conv model, batch 64, Adam 1e-3
-with cosine decay over the budget), in bf16 autocast (`--precision`; twice fp32's speed on CPUs with AMX). The
+with cosine decay over the budget), in bf16 autocast (`--precision`; 1.8x fp32's speed on CPUs with AMX). The
 capacity run raises C from 0 to 25 nats over 20k steps (Burgess et al.: over 100k of their 300k+ steps).
 GPU (`--gpu`): about 300k steps (27 epochs of 717,280 images at batch 64) each, C over 100k steps; `--minutes` then
 caps each run's training time, and `--jobs 3` trains the three runs side by side on the one GPU.

@@ -58,7 +58,7 @@ def main() -> None:
     model = models.build(configlib.preset("dsprites"), data.image_shape)
     if not args.precision_only:
         compare_storage(as_bool, model)
-    compare_precision_and_layout(as_bool, model)
+    compare_precision_and_layout(as_bool, model, data.image_shape)
 
 
 def compare_storage(as_bool: torch.Tensor, model: models.VAE) -> None:
@@ -74,9 +74,10 @@ def compare_storage(as_bool: torch.Tensor, model: models.VAE) -> None:
           f"img/s, ratio {medians['bool'] / medians['float32']:.3f}")
 
 
-def compare_precision_and_layout(images: torch.Tensor, channels_last: models.VAE) -> None:
+def compare_precision_and_layout(images: torch.Tensor, channels_last: models.VAE,
+                                 image_shape: tuple[int, int, int]) -> None:
     """fp32 and bf16 training speed with channels-last weights (as built) and with contiguous ones."""
-    contiguous = models.build(configlib.preset("dsprites"), (1, 64, 64)).to(memory_format=torch.contiguous_format)
+    contiguous = models.build(configlib.preset("dsprites"), image_shape).to(memory_format=torch.contiguous_format)
     variants = {"fp32 channels-last": (channels_last, False), "bf16 channels-last": (channels_last, True),
                 "fp32 contiguous": (contiguous, False), "bf16 contiguous": (contiguous, True)}
     rates: dict[str, list[float]] = {name: [] for name in variants}

@@ -107,8 +107,8 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
         raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
     encoder = nn.Sequential(features, mlp([n_features, *hidden, 2 * latent_dim]))
     model = VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape), image_shape, latent_dim)
-    # Channels-last weights take oneDNN's fast convolution path: twice the training speed in bf16 on CPUs with AMX
-    # (bench/dsprites_data.py); the values are the same, only their layout in memory changes.
+    # Channels-last weights take oneDNN's fast convolution path: in bf16 on CPUs with AMX the dSprites model trains
+    # 1.8x as fast as fp32, 1.5x as fast as bf16 contiguous (bench/dsprites_data.py); only the memory layout changes.
     return model.to(memory_format=torch.channels_last)
 
 

@@ -121,7 +121,7 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Dynamic binarization: a fresh Bernoulli draw with the grey level as probability, as a uniform draw below the
-    grey level (the same distribution as torch.bernoulli, four times faster on CPU)."""
+    grey level (the same distribution as torch.bernoulli, two to four times faster on CPU)."""
     return (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)
 
 
