@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from betavae.objectives import BetaVAELoss, CapacityLoss, bernoulli_nll, gaussian_kl, linear_anneal
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.objectives import BetaVAELoss, CapacityLoss, bernoulli_nll, build, gaussian_kl, linear_anneal
 
 
 def test_kl_is_zero_at_the_prior():
@@ -56,6 +58,15 @@ def test_beta_warmup_is_linear():
     loss = BetaVAELoss(4.0, warmup_steps=100)
     assert [loss.kl_weight(s) for s in (0, 50, 100, 1000)] == [0.0, 2.0, 4.0, 4.0]
     assert linear_anneal(0, 1, 5, 0) == 1
+
+
+def test_beta_can_anneal_down_from_a_noisier_start():
+    loss = BetaVAELoss(4.0, warmup_steps=100, start=16.0)
+    assert [loss.kl_weight(s) for s in (0, 50, 100, 1000)] == [16.0, 10.0, 4.0, 4.0]
+    config = Config(beta=4.0, beta_start=16.0, beta_warmup_steps=100)
+    assert build(config).kl_weight(0) == 16.0
+    with pytest.raises(BetaVAEError, match="beta_start"):
+        Config(beta_start=-1.0)
 
 
 def test_capacity_objective_pulls_kl_towards_c():

@@ -39,6 +39,7 @@ class Config:
     objective: str = "beta"
     beta: float = 4.0
     beta_warmup_steps: int = 0
+    beta_start: float = 0.0  # beta at step 0 of the warm-up (above beta: it anneals down instead)
     gamma: float = 1000.0
     capacity_min: float = 0.0
     capacity_max: float = 25.0
@@ -75,7 +76,7 @@ class Config:
         for name in ("epochs", "val_size", "beta_warmup_steps", "capacity_steps", "seed", "threads",
                      "latent_map_size"):
             _check_at_least(name, getattr(self, name), 0)
-        for name in ("beta", "gamma", "capacity_min", "capacity_max", "time_budget"):
+        for name in ("beta", "beta_start", "gamma", "capacity_min", "capacity_max", "time_budget"):
             _check_at_least(name, getattr(self, name), 0.0)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise BetaVAEError(f"lr must be a positive finite number, got {self.lr}; try --lr 1e-3")

@@ -47,13 +47,14 @@ def linear_anneal(start: float, end: float, step: int, steps: int) -> float:
 
 
 class BetaVAELoss:
-    """Higgins et al. (2017): recon + beta * KL, with an optional linear warm-up of beta from 0."""
+    """Higgins et al. (2017): recon + beta * KL, with beta optionally moving linearly from `start` (a warm-up from 0,
+    or, from above beta, a noisy start that anneals down) over the first `warmup_steps` steps."""
 
-    def __init__(self, beta: float = 1.0, warmup_steps: int = 0):
-        self.beta, self.warmup_steps = beta, warmup_steps
+    def __init__(self, beta: float = 1.0, warmup_steps: int = 0, start: float = 0.0):
+        self.beta, self.warmup_steps, self.start = beta, warmup_steps, start
 
     def kl_weight(self, step: int) -> float:
-        return linear_anneal(0.0, self.beta, step, self.warmup_steps)
+        return linear_anneal(self.start, self.beta, step, self.warmup_steps)
 
     def regularizer(self, kl: torch.Tensor, step: int) -> torch.Tensor:
         return self.kl_weight(step) * kl
@@ -87,4 +88,4 @@ def build(config: Config) -> BetaVAELoss:
     """The objective a configuration names."""
     if config.objective == "capacity":
         return CapacityLoss(config.gamma, config.capacity_min, config.capacity_max, config.capacity_steps)
-    return BetaVAELoss(config.beta, config.beta_warmup_steps)
+    return BetaVAELoss(config.beta, config.beta_warmup_steps, config.beta_start)
