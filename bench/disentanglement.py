@@ -12,7 +12,8 @@ the script continues where it stopped. Prints the commands it runs and a Markdow
 
 Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1]
                                        [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
-(--variants may also name capacity-gamma100: the capacity objective with gamma 100)
+(--variants may also name capacity-gamma100, the capacity objective with gamma 100, and beta1-anneal, beta4-anneal:
+beta starting at 16 and annealing down to 1 or 4 over the first 10k steps)
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ VARIANTS = {  # name -> options on top of --preset dsprites
     "capacity": ["--objective", "capacity", "--gamma", "1000", "--capacity-max", "25"],
     # gamma 1000 (Burgess et al.) collapsed here twice (see the README); a tenth of it, as some re-implementations use
     "capacity-gamma100": ["--objective", "capacity", "--gamma", "100", "--capacity-max", "25"],
+    # beta starts at 16 and anneals down over the first 10k steps: a noisy start, as the capacity ramp gives
+    "beta1-anneal": ["--beta", "1", "--beta-start", "16", "--beta-warmup-steps", "10000"],
+    "beta4-anneal": ["--beta", "4", "--beta-start", "16", "--beta-warmup-steps", "10000"],
 }
 
 
