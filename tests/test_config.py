@@ -9,6 +9,7 @@ from betavae.errors import BetaVAEError
     (dict(beta=-1), "beta must be at least 0"),
     (dict(latent_dim=0), "latent_dim must be at least 1"),
     (dict(arch="resnet"), "unknown arch 'resnet'"),
+    (dict(activation="tanh"), "unknown activation 'tanh'; choose one of: relu, silu"),
     (dict(lr=0), "lr must be a positive"),
     (dict(batch_size=0), "batch_size must be at least 1"),
     (dict(beta=float("nan")), "beta must be at least 0"),

@@ -46,3 +46,12 @@ def test_output_bias_starts_at_the_mean_image(name):
     last = [m for m in model.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))][-1]
     expected = torch.logit(mean_image).flatten() if name == "vae" else torch.logit(mean_image).mean().reshape(1)
     assert torch.allclose(last.bias, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vae", "conv"])
+def test_activation_is_used_in_every_hidden_layer(name):
+    activations = lambda m: {type(layer) for layer in m.modules() if type(layer) in models.ACTIVATIONS.values()}
+    assert activations(models.build(preset(name), (1, 28, 28))) == {torch.nn.ReLU}
+    model = models.build(preset(name).replace(activation="silu"), (1, 28, 28))
+    assert activations(model) == {torch.nn.SiLU}
+    assert model(torch.rand(2, 1, 28, 28))[0].shape == (2, 1, 28, 28)

@@ -37,9 +37,10 @@ def node_decode(model, z, tmp_path):
 @needs_node
 @pytest.mark.parametrize("arch", CONFIGS)
 @pytest.mark.parametrize("shape", [(1, 12, 12), (1, 13, 10)])
-def test_node_decoder_matches_torch(arch, shape, tmp_path):
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_node_decoder_matches_torch(arch, shape, activation, tmp_path):
     torch.manual_seed(0)
-    model = models.build(CONFIGS[arch], shape)
+    model = models.build(CONFIGS[arch].replace(activation=activation), shape)
     z = torch.randn(16, 5) * 2
     expected = torch.sigmoid(model.decode(z)).detach().double().flatten(1)
     got = node_decode(model, z, tmp_path)

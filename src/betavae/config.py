@@ -14,6 +14,7 @@ from .errors import BetaVAEError
 
 DATASETS = ("mnist", "fashion-mnist", "dsprites")
 ARCHS = ("mlp", "conv")
+ACTIVATIONS = ("relu", "silu")
 OBJECTIVES = ("beta", "capacity")
 PIXELS = ("grey", "binary")
 LR_SCHEDULES = ("none", "cosine")
@@ -34,6 +35,7 @@ class Config:
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     channels: tuple[int, ...] = (32, 64)
+    activation: str = "relu"
     latent_dim: int = 20
     # objective
     objective: str = "beta"
@@ -61,6 +63,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("pixels", self.pixels, PIXELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)

@@ -32,7 +32,7 @@ def b64(array: np.ndarray | torch.Tensor, dtype=np.float32) -> str:
 
 
 def decoder_spec(model: VAE) -> list[dict[str, Any]]:
-    """The decoder as a flat list of layers (linear, relu, reshape, conv_transpose, crop) for decoder.js."""
+    """The decoder as a flat list of layers (linear, relu, silu, reshape, conv_transpose, crop) for decoder.js."""
     return list(_layers(model.decoder))
 
 
@@ -48,8 +48,8 @@ def _layers(module: nn.Module):
     elif isinstance(module, nn.Linear):
         yield {"type": "linear", "in": module.in_features, "out": module.out_features,
                "weight": b64(module.weight), "bias": b64(module.bias)}
-    elif isinstance(module, nn.ReLU):
-        yield {"type": "relu"}
+    elif isinstance(module, (nn.ReLU, nn.SiLU)):
+        yield {"type": "relu" if isinstance(module, nn.ReLU) else "silu"}
     elif isinstance(module, nn.ConvTranspose2d):
         yield {"type": "conv_transpose", "in": module.in_channels, "out": module.out_channels,
                "kernel": module.kernel_size[0], "stride": module.stride[0], "padding": module.padding[0],

@@ -37,6 +37,12 @@
     return y;
   }
 
+  function silu(x) {  // x * sigmoid(x)
+    const y = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = x[i] / (1 + Math.exp(-x[i]));
+    return y;
+  }
+
   // torch.nn.ConvTranspose2d with weight (in, out, k, k): each input pixel scatters a k x k stencil.
   function convTranspose(layer, x, shape) {
     const [cin, h, w] = shape, cout = layer.out, k = layer.kernel, s = layer.stride, p = layer.padding;
@@ -81,6 +87,7 @@
     for (const layer of layers) {
       if (layer.type === "linear") { x = linear(layer, x); shape = [x.length]; }
       else if (layer.type === "relu") x = relu(x);
+      else if (layer.type === "silu") x = silu(x);
       else if (layer.type === "reshape") shape = layer.shape.slice();
       else if (layer.type === "conv_transpose") [x, shape] = convTranspose(layer, x, shape);
       else if (layer.type === "crop") [x, shape] = crop(x, shape, layer.height, layer.width);
