@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -78,6 +79,18 @@ def test_frechet_distance_is_zero_on_itself_and_grows_with_noise():
     small = quality.frechet_distance(a, a + rng.normal(scale=0.1, size=a.shape))
     large = quality.frechet_distance(a, a + rng.normal(scale=1.0, size=a.shape))
     assert 0 < small < large
+
+
+def test_frechet_distance_matches_the_closed_form_and_handles_dead_features():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(4000, 3)) * [1.0, 2.0, 0.5], rng.normal(size=(4000, 3)) * [3.0, 1.0, 0.5] + 1.0
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)  # nearly diagonal: sqrt(C_a C_b) ~ sqrt of the diagonal
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + (np.sqrt(np.diag(ca)) - np.sqrt(np.diag(cb))) ** 2 @ np.ones(3)
+    assert abs(quality.frechet_distance(a, b) - expected) < 0.05 * expected
+    dead = lambda x: np.concatenate([x, np.zeros((len(x), 2))], axis=1)  # features a ReLU never turns on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isclose(quality.frechet_distance(dead(a), dead(b)), quality.frechet_distance(a, b), rel_tol=1e-9)
 
 
 def test_precision_recall_of_a_set_with_itself_is_one():
