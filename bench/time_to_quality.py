@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--hidden", default="400")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
-    parser.add_argument("--activation", default="silu", choices=["relu", "silu"])
+    parser.add_argument("--activation", default="silu", choices=betavae.config.ACTIVATIONS)
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -104,8 +104,8 @@ def main() -> None:
     base = {b: (float("nan"), float("nan")) for b in budgets} if args.skip_baseline else baseline(data, budgets)
     print(f"time to quality, dynamically binarized MNIST, {len(data.train)} training images, test negative ELBO "
           f"(nats/image; sampled z):")
-    print(f"  betavae recipe: MLP {args.hidden} {args.activation}, 20 latents, batch {args.batch_size}, Adam {args.lr:g} + cosine "
-          f"over the time budget, {args.precision}")
+    print(f"  betavae recipe: MLP {args.hidden} {args.activation}, 20 latents, batch {args.batch_size}, "
+          f"Adam {args.lr:g} + cosine over the time budget, {args.precision}")
     print(f"  {'budget':>7s} {'baseline':>9s} {'img/s':>7s} | {'betavae':>8s} {'img/s':>7s} {'epochs':>6s} {'trained':>8s}")
     for budget in budgets:
         score, seconds, epochs, speed = ours(data, budget, args)

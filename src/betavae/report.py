@@ -18,7 +18,7 @@ from torch import nn
 from . import atomic, gallery, runs
 from . import data as datalib
 from .figures import PALETTE
-from .models import VAE, ConvDecoder
+from .models import ACTIVATIONS, VAE, ConvDecoder
 
 MAX_POINTS = 2000
 REPORT = "report.html"
@@ -29,6 +29,9 @@ def b64(array: np.ndarray | torch.Tensor, dtype=np.float32) -> str:
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
     return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
+
+
+ACTIVATION_NAMES = {kind: name for name, kind in ACTIVATIONS.items()}  # nn.ReLU -> "relu": decoder.js knows each
 
 
 def decoder_spec(model: VAE) -> list[dict[str, Any]]:
@@ -48,8 +51,8 @@ def _layers(module: nn.Module):
     elif isinstance(module, nn.Linear):
         yield {"type": "linear", "in": module.in_features, "out": module.out_features,
                "weight": b64(module.weight), "bias": b64(module.bias)}
-    elif isinstance(module, (nn.ReLU, nn.SiLU)):
-        yield {"type": "relu" if isinstance(module, nn.ReLU) else "silu"}
+    elif type(module) in ACTIVATION_NAMES:
+        yield {"type": ACTIVATION_NAMES[type(module)]}
     elif isinstance(module, nn.ConvTranspose2d):
         yield {"type": "conv_transpose", "in": module.in_channels, "out": module.out_channels,
                "kernel": module.kernel_size[0], "stride": module.stride[0], "padding": module.padding[0],
