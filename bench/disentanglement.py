@@ -12,6 +12,7 @@ the script continues where it stopped. Prints the commands it runs and a Markdow
 
 Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1]
                                        [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
+                                       [--train-args "--cuda-graphs false"]
 (--variants may also name capacity-gamma100, the capacity objective with gamma 100, and beta1-anneal, beta4-anneal:
 beta starting at 16 and annealing down to 1 or 4 over the first 10k steps)
 """
@@ -25,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+BETAVAE = [sys.executable, "-m", "betavae"]  # the command line, installed or not (PYTHONPATH=src)
 VARIANTS = {  # name -> options on top of --preset dsprites
     "beta1": ["--beta", "1"],
     "beta4": ["--beta", "4"],
@@ -39,7 +41,7 @@ VARIANTS = {  # name -> options on top of --preset dsprites
 
 def train_command(name: str, args: argparse.Namespace) -> list[str]:
     options = ["--preset", "dsprites", *VARIANTS[name], "--runs", args.runs, "--name", name, "--seed", str(args.seed),
-               "--precision", args.precision]
+               "--precision", args.precision, *shlex.split(args.train_args)]
     if args.gpu:
         options += ["--device", "cuda", "--epochs", "27"]
         options += ["--time-budget", str(args.minutes * 60)] if args.minutes else []
@@ -47,7 +49,7 @@ def train_command(name: str, args: argparse.Namespace) -> list[str]:
     else:
         options += ["--time-budget", str((args.minutes or 30.0) * 60), "--epochs", "1000"]
         options += ["--capacity-steps", "20000"] if name.startswith("capacity") else []
-    return ["betavae", "train", *options]
+    return [*BETAVAE, "train", *options]
 
 
 def status(run: Path) -> str:
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--variants", default="beta1,beta4,capacity")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--train-args", default="", help="more options for betavae train, e.g. '--cuda-graphs false'")
     args = parser.parse_args()
     runs, names = Path(args.runs), args.variants.split(",")
     unknown = sorted(set(names) - set(VARIANTS))
@@ -114,11 +117,11 @@ def main() -> None:
         elif state == "missing":
             commands.append(train_command(name, args))
         else:
-            commands.append(["betavae", "train", "--resume", str(runs / name)])
+            commands.append([*BETAVAE, "train", "--resume", str(runs / name)])
     run_all(commands, args.jobs)
     if args.train_only:
         return
-    run_all([["betavae", "disentanglement", str(runs / name)] for name in names
+    run_all([[*BETAVAE, "disentanglement", str(runs / name)] for name in names
              if not (runs / name / "disentanglement.json").exists()], args.jobs)
     print(table(runs, names))
 

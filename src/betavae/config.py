@@ -56,6 +56,7 @@ class Config:
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 0
+    cuda_graphs: bool = True  # on one CUDA device, replay each step's forward and backward as a CUDA graph
     # figures made while training (epochs at which to draw; the last epoch is always drawn)
     figure_epochs: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50, 100)
     latent_map_epochs: tuple[int, ...] = (0, 5, 10)

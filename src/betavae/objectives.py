@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from .config import Config
 
+Step = int | torch.Tensor  # the optimizer step; a 0-dim tensor inside a CUDA graph
+
 
 @dataclass
 class Terms:
@@ -26,7 +28,7 @@ class Terms:
     recon: torch.Tensor
     kl: torch.Tensor
     kl_per_dim: torch.Tensor
-    weight: float  # the effective KL weight (beta, or gamma for capacity) at this step
+    weight: float | torch.Tensor  # the effective KL weight (beta, or gamma for capacity) at this step
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -39,11 +41,13 @@ def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
 
 
-def linear_anneal(start: float, end: float, step: int, steps: int) -> float:
-    """A value moving linearly from start to end over `steps` steps, then staying at end (end at once if steps = 0)."""
+def linear_anneal(start: float, end: float, step: Step, steps: int) -> float | torch.Tensor:
+    """A value moving linearly from start to end over `steps` steps, then staying at end (end at once if steps = 0).
+    `step` may be a 0-dim tensor: a CUDA graph replays the loss with the step filled in (cuda_graphs.py)."""
     if steps <= 0:
         return end
-    return start + (end - start) * min(step, steps) / steps
+    done = step.clamp(max=steps) if isinstance(step, torch.Tensor) else min(step, steps)
+    return start + (end - start) * done / steps
 
 
 class BetaVAELoss:
@@ -53,14 +57,14 @@ class BetaVAELoss:
     def __init__(self, beta: float = 1.0, warmup_steps: int = 0, start: float = 0.0):
         self.beta, self.warmup_steps, self.start = beta, warmup_steps, start
 
-    def kl_weight(self, step: int) -> float:
+    def kl_weight(self, step: Step) -> float | torch.Tensor:
         return linear_anneal(self.start, self.beta, step, self.warmup_steps)
 
-    def regularizer(self, kl: torch.Tensor, step: int) -> torch.Tensor:
+    def regularizer(self, kl: torch.Tensor, step: Step) -> torch.Tensor:
         return self.kl_weight(step) * kl
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                 step: int = 0) -> Terms:
+                 step: Step = 0) -> Terms:
         recon = bernoulli_nll(logits, target).mean()
         kl_per_dim = gaussian_kl(mean, logvar).mean(0)
         kl = kl_per_dim.sum()
@@ -74,13 +78,13 @@ class CapacityLoss(BetaVAELoss):
         super().__init__(beta=gamma)
         self.gamma, self.c_min, self.c_max, self.c_steps = gamma, c_min, c_max, c_steps
 
-    def capacity(self, step: int) -> float:
+    def capacity(self, step: Step) -> float | torch.Tensor:
         return linear_anneal(self.c_min, self.c_max, step, self.c_steps)
 
-    def kl_weight(self, step: int) -> float:
+    def kl_weight(self, step: Step) -> float | torch.Tensor:
         return self.gamma
 
-    def regularizer(self, kl: torch.Tensor, step: int) -> torch.Tensor:
+    def regularizer(self, kl: torch.Tensor, step: Step) -> torch.Tensor:
         return self.gamma * (kl - self.capacity(step)).abs()
 
 

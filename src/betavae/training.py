@@ -19,14 +19,14 @@ import torch
 from tqdm import tqdm
 
 from . import data as datalib
-from . import distributed, models, objectives, runs
+from . import cuda_graphs, distributed, models, objectives, runs
 from .config import Config
 from .errors import BetaVAEError
 from .likelihood import Totals, elbo_terms
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
 MAX_UNTRAINED_EVAL = 50_000  # the untrained model is evaluated on at most this many training images (dSprites: 717k)
-RESUMABLE_CHANGES = ("epochs", "device", "threads", "precision")
+RESUMABLE_CHANGES = ("epochs", "device", "threads", "precision", "cuda_graphs")
 
 
 class TrainingDiverged(BetaVAEError):
@@ -83,6 +83,13 @@ class Trainer:
             device_ids = [self.device] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
+        # A finiteness check waits for the device: on a GPU it runs every 100 steps (and on each epoch's totals).
+        self.finite_check_every = 1 if self.device.type == "cpu" else 100
+        draws_pixels = config.pixels == "binary" and data.train.images.is_floating_point()
+        self.graphed = None
+        if config.cuda_graphs and cuda_graphs.supported(self.device, self.context.distributed, draws_pixels):
+            self.graphed = cuda_graphs.GraphedGradients(self._loss_terms, list(self.model.parameters()),
+                                                        self.global_batch, self.device)
         self.objective = objectives.build(config)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)  # epoch permutations
         # Binarization draws have their own stream, so bool-stored binary images (which need no draw) give the same
@@ -143,42 +150,62 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start
         self.trained_seconds += seconds
-        job_totals = totals.reduced(self.context)
-        self._finish_epoch(epoch, job_totals.means(), seconds, job_totals.n)
+        means = (job_totals := totals.reduced(self.context)).means()
+        if not math.isfinite(means["loss"]):  # steps between finiteness checks (on a GPU) end up here
+            self._diverged(means["loss"], epoch, f"by step {self.step}")
+        self._finish_epoch(epoch, means, seconds, job_totals.n)
 
     def _elapsed(self) -> float:
         """Seconds of training so far, the epoch in progress included."""
         return self.trained_seconds + (self.partial["seconds"] if self.partial else 0.0)
 
     def _progress(self) -> float:
-        """How far the run is, from 0 to 1: by time when there is a time budget, else by steps."""
-        if self.config.time_budget:
-            return self.clock / self.config.time_budget
-        return self.step / max(1, self.config.epochs * self.batches_per_epoch)
+        """How far the run is, from 0 to 1: by steps, or by time when there is a time budget and it would end the
+        run first (the schedule then ends with the run, whichever limit stops it)."""
+        by_steps = self.step / max(1, self.config.epochs * self.batches_per_epoch)
+        return max(by_steps, self.clock / self.config.time_budget) if self.config.time_budget else by_steps
 
     def _train_step(self, index: torch.Tensor, epoch: int, position: int) -> tuple[objectives.Terms, int]:
         """One optimizer step on a global batch, of which this rank trains on its slice."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self._progress())
+        if self.graphed:
+            terms, n = self.graphed(index, self.step), len(index)
+        else:
+            terms, n = self._gradients(index)
+        if self.step % self.finite_check_every == 0 and \
+                self.context.any(not bool(torch.isfinite(terms.loss)), self.device):
+            self._diverged(terms.loss.item(), epoch, f"step {self.step} (batch {position})")
+        self.optimizer.step()
+        self.step += 1
+        return terms, n
+
+    def _loss_terms(self, index: torch.Tensor, step: objectives.Step, part: slice = slice(None)) -> objectives.Terms:
+        """The loss terms of this rank's part of the batch of training images at `index` (one sampled z each)."""
         # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
         # slices add up to exactly what one process would draw for that batch.
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.binarizer)
         noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
-        part, scale = self.context.local_slice(index)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+        # No autocast weight cache: each weight is cast once per step anyway, and a CUDA graph cannot hold one.
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16",
+                            cache_enabled=False):
             logits, mean, logvar = self.net(x[part], noise=noise[part])
-        terms = self.objective(logits.float(), x[part], mean.float(), logvar.float(), self.step)
-        if self.context.any(not bool(torch.isfinite(terms.loss)), self.device):
-            if self.context.is_main:
-                runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
-            raise TrainingDiverged(
-                f"loss became {terms.loss.item()} at epoch {epoch}, step {self.step} (batch {position}); the weights "
-                f"and checkpoint of epoch {self.epoch} are kept in {self.run_dir}; lower --lr or check the data")
+        return self.objective(logits.float(), x[part], mean.float(), logvar.float(), step)
+
+    def _gradients(self, index: torch.Tensor) -> tuple[objectives.Terms, int]:
+        """Eager: the terms of this rank's slice and its gradients (DDP averages them over the ranks)."""
+        part, scale = self.context.local_slice(index)
+        terms = self._loss_terms(index, self.step, part)
         self.optimizer.zero_grad(set_to_none=True)
         (terms.loss * scale).backward() if scale != 1 else terms.loss.backward()
-        self.optimizer.step()
-        self.step += 1
         return terms, part.stop - part.start
+
+    def _diverged(self, loss: float, epoch: int, where: str) -> None:
+        if self.context.is_main:
+            runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
+        raise TrainingDiverged(
+            f"loss became {loss} at epoch {epoch}, {where}; the weights and checkpoint of epoch {self.epoch} are "
+            f"kept in {self.run_dir}; lower --lr or check the data")
 
     def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float, images: int = 0) -> None:
         """Evaluate, record, save everything atomically, then let the callbacks look (rank 0 alone)."""
