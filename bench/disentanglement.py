@@ -30,6 +30,7 @@ BETAVAE = [sys.executable, "-m", "betavae"]  # the command line, installed or no
 VARIANTS = {  # name -> options on top of --preset dsprites
     "beta1": ["--beta", "1"],
     "beta4": ["--beta", "4"],
+    "beta16": ["--beta", "16"],  # beyond the issue's {1, 4}: whether a strong KL weight aligns the axes here
     "capacity": ["--objective", "capacity", "--gamma", "1000", "--capacity-max", "25"],
     # gamma 1000 (Burgess et al.) collapsed here twice (see the README); a tenth of it, as some re-implementations use
     "capacity-gamma100": ["--objective", "capacity", "--gamma", "100", "--capacity-max", "25"],

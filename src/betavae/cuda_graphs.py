@@ -55,7 +55,9 @@ class GraphedGradients:
         terms = self.loss_terms(index, step)
         for p, grad in zip(self.parameters, torch.autograd.grad(terms.loss, self.parameters)):
             p.grad.copy_(grad)
-        return terms
+        # Detached, so the captured autograd graph is freed: kept alive, its nodes (made on the capture's stream)
+        # would make every later eager step warn of a stream mismatch and synchronize.
+        return terms.detach()
 
     def _capture(self) -> None:
         side = torch.cuda.Stream()

@@ -30,6 +30,10 @@ class Terms:
     kl_per_dim: torch.Tensor
     weight: float | torch.Tensor  # the effective KL weight (beta, or gamma for capacity) at this step
 
+    def detach(self) -> "Terms":
+        """The same values, cut from the autograd graph (which can then be freed)."""
+        return Terms(self.loss.detach(), self.recon.detach(), self.kl.detach(), self.kl_per_dim.detach(), self.weight)
+
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, 1)) per image and dimension, shape (N, D)."""
