@@ -186,6 +186,12 @@ def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
     assert last["images_per_second"] * last["train_seconds"] == pytest.approx(trained_images, rel=0.2, abs=rounding)
 
 
+def test_cosine_schedule_ends_with_the_epochs_when_they_come_before_the_time_budget(tmp_path, data):
+    config = TINY.replace(epochs=2, time_budget=3600, lr_schedule="cosine")
+    records = runs.read_metrics(train(config, tmp_path / "r", data=data, log=lambda line: None))
+    assert records[-1]["epoch"] == 2 and records[-1]["lr"] < config.lr * 0.05
+
+
 def test_binary_data_stored_as_bool_trains_exactly_like_float(tmp_path, data):
     """dSprites is kept as bool (a quarter of float32's memory); batches become floats, so nothing else changes."""
     binary = lambda split, kind: Split(((split.images > 0.5).to(kind)), split.labels)  # noqa: E731

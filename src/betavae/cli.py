@@ -28,8 +28,8 @@ HELP = {
     "threads": "torch CPU threads (0 = torch's default)",
     "device": "cpu, cuda or auto (CUDA when present)",
     "precision": "fp32, or bf16 mixed precision (autocast; mainly for CUDA)",
-    "cuda_graphs": "on one CUDA device, replay each training step as a CUDA graph (several times faster); false to "
-                   "run eagerly",
+    "cuda_graphs": "on one CUDA device, replay each training step as a CUDA graph (4.5-6x the eager speed of the "
+                   "dSprites model on an H100); false to run eagerly",
 }
 
 

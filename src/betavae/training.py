@@ -150,7 +150,8 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start
         self.trained_seconds += seconds
-        means = (job_totals := totals.reduced(self.context)).means()
+        job_totals = totals.reduced(self.context)
+        means = job_totals.means()
         if not math.isfinite(means["loss"]):  # steps between finiteness checks (on a GPU) end up here
             self._diverged(means["loss"], epoch, f"by step {self.step}")
         self._finish_epoch(epoch, means, seconds, job_totals.n)
