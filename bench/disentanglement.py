@@ -9,10 +9,11 @@ caps each run's training time, and `--jobs 3` trains the three runs side by side
 run makes about 880 steps/s on an H100 in bf16 (5.7 minutes for 300k steps); three side by side share that rate.
 `bench/gpu_lease.sh` wraps all of it for one call of the `device` tool.
 
-Runs are folders under --runs; a finished run is not trained again and an interrupted one resumes, so rerunning
-the script continues where it stopped. Prints the commands it runs and a Markdown table.
+Runs are folders under --runs (under --runs/seedN when --seeds names several); a finished run is not trained again
+and an interrupted one resumes, so rerunning the script continues where it stopped. Prints the commands it runs and a
+Markdown table, with each variant's median over the seeds when there are several.
 
-Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1]
+Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1] [--seeds 1]
                                        [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
                                        [--train-args "--cuda-graphs false"]
 (--variants may also name capacity-gamma100, the capacity objective with gamma 100, and beta1-anneal, beta4-anneal:
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +44,12 @@ VARIANTS = {  # name -> options on top of --preset dsprites
 }
 
 
-def train_command(name: str, args: argparse.Namespace) -> list[str]:
-    options = ["--preset", "dsprites", *VARIANTS[name], "--runs", args.runs, "--name", name, "--seed", str(args.seed),
+SCORES = ("mig", "beta_vae", "factor_vae", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap")
+
+
+def train_command(run: Path, seed: int, args: argparse.Namespace) -> list[str]:
+    name = run.name
+    options = ["--preset", "dsprites", *VARIANTS[name], "--runs", str(run.parent), "--name", name, "--seed", str(seed),
                "--precision", args.precision, *shlex.split(args.train_args)]
     if args.gpu:
         options += ["--device", "cuda", "--epochs", "27"]
@@ -78,20 +84,40 @@ def run_all(commands: list[list[str]], jobs: int) -> None:
             raise SystemExit(f"failed ({finished.returncode}): {shlex.join(finished.args)}")
 
 
-def table(runs: Path, names: list[str]) -> str:
+def run_folders(runs: Path, seeds: list[int], names: list[str]) -> list[tuple[int, Path]]:
+    """(seed, folder) of every run: runs/NAME for one seed, runs/seedN/NAME for several."""
+    if len(seeds) == 1:
+        return [(seeds[0], runs / name) for name in names]
+    return [(seed, runs / f"seed{seed}" / name) for seed in seeds for name in names]
+
+
+def summary(run: Path) -> list[float]:
+    """Steps, training minutes, validation recon and KL, then the scores of a finished, scored run."""
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scores = json.loads((run / "disentanglement.json").read_text())["scores"]
+    last = metrics[-1]
+    minutes = sum(r["train_seconds"] for r in metrics) / 60
+    return [last["step"], minutes, last["val"]["recon"], last["val"]["kl"], *(scores[key] for key in SCORES)]
+
+
+def row(label: str, values: list[float]) -> str:
+    steps, minutes, recon, kl, *scores = values
+    return (f"| {label} | {steps:.0f} | {minutes:.1f} | {recon:.1f} | {kl:.1f} | "
+            + " | ".join(f"{score:.3f}" for score in scores) + " |")
+
+
+def table(folders: list[tuple[int, Path]], several_seeds: bool) -> str:
+    """A Markdown row per run and, with several seeds, each variant's median over them."""
     lines = ["| run | steps | train min | recon | KL | MIG | beta-VAE | FactorVAE | DCI dis. | DCI comp. | DCI info. | SAP |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in names:
-        metrics = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
-        last = metrics[-1]
-        test = json.loads((runs / name / "disentanglement.json").read_text())
-        scores = test["scores"]
-        minutes = sum(r["train_seconds"] for r in metrics) / 60
-        lines.append(
-            f"| {name} | {last['step']} | {minutes:.1f} | {last['val']['recon']:.1f} | {last['val']['kl']:.1f} | "
-            f"{scores['mig']:.3f} | {scores['beta_vae']:.3f} | {scores['factor_vae']:.3f} | "
-            f"{scores['dci_disentanglement']:.3f} | {scores['dci_completeness']:.3f} | "
-            f"{scores['dci_informativeness']:.3f} | {scores['sap']:.3f} |")
+    by_variant: dict[str, list[list[float]]] = {}
+    for seed, run in folders:
+        values = summary(run)
+        by_variant.setdefault(run.name, []).append(values)
+        lines.append(row(f"{run.name}, seed {seed}" if several_seeds else run.name, values))
+    if several_seeds:
+        for name, rows in by_variant.items():
+            lines.append(row(f"{name}, median of {len(rows)}", [statistics.median(column) for column in zip(*rows)]))
     return "\n".join(lines)
 
 
@@ -100,7 +126,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="training minutes per run (CPU: 30 by default; GPU: the full schedule by default)")
     parser.add_argument("--runs", default="runs/dsprites-bench")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", "--seed", default="1", help="one seed, or several: 1,2,3 (runs/seedN/VARIANT)")
     parser.add_argument("--gpu", action="store_true", help="the long schedule (about 300k steps) on CUDA")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained (and scored) at the same time")
     parser.add_argument("--variants", default="beta1,beta4,capacity")
@@ -108,25 +134,30 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--train-args", default="", help="more options for betavae train, e.g. '--cuda-graphs false'")
     args = parser.parse_args()
-    runs, names = Path(args.runs), args.variants.split(",")
+    names = args.variants.split(",")
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes whole numbers separated by commas, got {args.seeds!r}")
+    folders = run_folders(Path(args.runs), seeds, names)
     commands = []
-    for name in names:
-        state = status(runs / name)
+    for seed, run in folders:
+        state = status(run)
         if state == "finished":
-            print(f"{name}: finished, not trained again", flush=True)
+            print(f"{run}: finished, not trained again", flush=True)
         elif state == "missing":
-            commands.append(train_command(name, args))
+            commands.append(train_command(run, seed, args))
         else:
-            commands.append([*BETAVAE, "train", "--resume", str(runs / name)])
+            commands.append([*BETAVAE, "train", "--resume", str(run)])
     run_all(commands, args.jobs)
     if args.train_only:
         return
-    run_all([[*BETAVAE, "disentanglement", str(runs / name)] for name in names
-             if not (runs / name / "disentanglement.json").exists()], args.jobs)
-    print(table(runs, names))
+    run_all([[*BETAVAE, "disentanglement", str(run)] for _, run in folders
+             if not (run / "disentanglement.json").exists()], args.jobs)
+    print(table(folders, len(seeds) > 1))
 
 
 if __name__ == "__main__":
