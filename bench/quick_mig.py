@@ -36,11 +36,9 @@ def encoder_of(run: str, batch_size: int = 2000):
 ORDERED = ("scale", "pos_x", "pos_y")  # the factors whose levels have an order, so that correlation means something
 
 
-def correlations(represent, n: int = 10_000) -> np.ndarray:
+def correlations(truth: GroundTruth, n: int = 10_000) -> np.ndarray:
     """|corr| of every latent's posterior mean with each ordered factor's level, over n random images: (D, 3)."""
-    rng = np.random.default_rng(0)
-    factors = np.stack([rng.integers(0, size, n) for size in dsprites.SIZES], axis=1)
-    means = represent(factors)
+    means, factors = truth.sample(n, np.random.RandomState(0))
     levels = factors[:, [dsprites.FACTORS.index(name) for name in ORDERED]].astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):  # a switched-off latent may be constant: nan, shown as such
         matrix = np.corrcoef(means.T, levels.T)[:means.shape[1], means.shape[1]:]
@@ -48,9 +46,9 @@ def correlations(represent, n: int = 10_000) -> np.ndarray:
 
 
 def describe(run: str) -> str:
-    represent = encoder_of(run)
-    result = mig_metric(GroundTruth(dsprites.SIZES, represent, dsprites.FACTORS), seed=0)
-    correlation = correlations(represent)
+    truth = GroundTruth(dsprites.SIZES, encoder_of(run), dsprites.FACTORS)
+    result = mig_metric(truth, seed=0)
+    correlation = correlations(truth)
     information = np.array(result["normalized_mutual_information"])
     last = runs.read_metrics(run)[-1]
     split = last.get("val", last["train"])
