@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from betavae import runs
+from betavae.training import folder
 
 
 def run(folder: Path, name: str, processes: int, threads: int, batch: int, epochs: int) -> list[float]:
@@ -24,7 +24,7 @@ def run(folder: Path, name: str, processes: int, threads: int, batch: int, epoch
     subprocess.run([*launcher, "train", "--preset", "vae", "--epochs", str(epochs), "--batch-size", str(batch),
                     "--threads", str(threads), "--no-figures", "--runs", str(folder), "--name", name],
                    check=True, capture_output=True, stdin=subprocess.DEVNULL, env=env)
-    return [r["images_per_second"] for r in runs.read_metrics(folder / name)[1:]]
+    return [r["images_per_second"] for r in folder.read_metrics(folder / name)[1:]]
 
 
 def main() -> None:

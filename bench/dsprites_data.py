@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from betavae import config as configlib
-from betavae import models, objectives
+from betavae.model import networks as models
+from betavae.model import objectives
 from betavae.data import dataset, dsprites
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import betavae
 from betavae import data as datalib
-from betavae import figures, gallery
+from betavae.pictures import draw as figures
+from betavae.pictures import run_figures as gallery
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ import torch
 
 import betavae
 from betavae import data as datalib
-from betavae import models
-from betavae.likelihood import iwae_bound
+from betavae.model import networks as models
+from betavae.model.likelihood import iwae_bound
 
 
 def model_for(arch: str, run: str | None) -> models.VAE:

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from betavae.data import dsprites
-from betavae.disentanglement import GroundTruth, evaluate_all
+from betavae.evaluation.disentanglement import GroundTruth, evaluate_all
 
 SIZES = np.array(dsprites.SIZES)
 REDUCED = dict(beta_vae=dict(num_train=2000, num_eval=1000), factor_vae=dict(num_train=2000, num_eval=1000),

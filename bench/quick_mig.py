@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from betavae import runs
+from betavae.training import folder
 from betavae.data import dsprites
-from betavae.disentanglement import GroundTruth, mig_metric
+from betavae.evaluation.disentanglement import GroundTruth, mig_metric
 
 
 def encoder_of(run: str, batch_size: int = 2000):
@@ -50,7 +51,7 @@ def describe(run: str) -> str:
     result = mig_metric(truth, seed=0)
     correlation = correlations(truth)
     information = np.array(result["normalized_mutual_information"])
-    last = runs.read_metrics(run)[-1]
+    last = folder.read_metrics(run)[-1]
     split = last.get("val", last["train"])
     lines = [f"{run}: epoch {last['epoch']} step {last['step']} recon {split['recon']:.1f} KL {split['kl']:.1f} "
              f"MIG {result['mig']:.3f}"]

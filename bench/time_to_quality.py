@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 
 import betavae
 from betavae import data as datalib
-from betavae.likelihood import elbo_terms
-from betavae.objectives import BetaVAELoss
+from betavae.model.likelihood import elbo_terms
+from betavae.model.objectives import BetaVAELoss
 
 from training import ExamplesVAE, TensorImages  # bench/training.py, beside this file
 
@@ -81,7 +81,7 @@ def ours(data: datalib.Data, budget: float, args) -> tuple[float, float, int, fl
                                            activation=args.activation)
     with tempfile.TemporaryDirectory() as tmp:
         run = betavae.train(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
-        records = betavae.runs.read_metrics(run)
+        records = betavae.training.folder.read_metrics(run)
         seconds = sum(r["train_seconds"] for r in records)
         model = betavae.load(run)
         score = elbo_terms(model, data.test, BetaVAELoss(1.0), "binary", seed=7)["neg_elbo"]

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import betavae
 from betavae import data as datalib
-from betavae import objectives
-from betavae.likelihood import elbo_terms
+from betavae.model import objectives
+from betavae.model.likelihood import elbo_terms
 from betavae.training import Trainer
 
 

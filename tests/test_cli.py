@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from betavae import cli, runs
+from betavae import cli
+from betavae.training import folder
 
 from .conftest import synthetic_images
 
@@ -38,7 +39,7 @@ def test_train_then_resume_with_more_epochs(npz, tmp_path, capsys):
               "--no-figures", "--runs", str(tmp_path), "--name", "r"]
     assert cli.main(["train", "--epochs", "1", *common]) == 0
     assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "--no-figures"]) == 0
-    assert runs.read_status(tmp_path / "r")["epoch"] == 2
+    assert folder.read_status(tmp_path / "r")["epoch"] == 2
     assert cli.main(["train", "--resume", str(tmp_path / "r"), "--beta", "3", "--no-figures"]) == 1
     assert "cannot change beta" in capsys.readouterr().err
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from betavae import cuda_graphs, objectives, runs
-from betavae.cuda_graphs import GraphedGradients
-from betavae.training import train
+from betavae.training import folder
+from betavae.training import cuda_graphs
+from betavae.model import objectives
+from betavae.training.cuda_graphs import GraphedGradients
+from betavae.training import fit as train
 
 from .test_training import TINY, weights
 
@@ -41,7 +43,7 @@ def test_graphed_steps_follow_the_eager_trajectory(tmp_path, data, monkeypatch):
     a, b = weights(eager), weights(graphed)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
-    for x, y in zip(runs.read_metrics(eager), runs.read_metrics(graphed)):
+    for x, y in zip(folder.read_metrics(eager), folder.read_metrics(graphed)):
         assert x["train"]["loss"] == pytest.approx(y["train"]["loss"], rel=1e-5)
 
 
@@ -87,5 +89,5 @@ def test_cuda_graph_training_matches_eager_training_roughly(tmp_path, data):
     config = TINY.replace(epochs=1, device="cuda", batch_size=40)
     graphed = train(config, tmp_path / "graphed", data=data, log=lambda line: None)
     eager = train(config.replace(cuda_graphs=False), tmp_path / "eager", data=data, log=lambda line: None)
-    loss = lambda run: runs.read_metrics(run)[1]["val"]["loss"]  # noqa: E731
+    loss = lambda run: folder.read_metrics(run)[1]["val"]["loss"]  # noqa: E731
     assert loss(graphed) == pytest.approx(loss(eager), rel=0.05)

@@ -4,7 +4,7 @@ costs MIG but not informativeness. Small sample sizes keep this fast; the defini
 import numpy as np
 import pytest
 
-from betavae.disentanglement import GroundTruth, evaluate_all, mig
+from betavae.evaluation.disentanglement import GroundTruth, evaluate_all, mig
 
 SIZES = (3, 6, 10, 8)
 SMALL = dict(beta_vae=dict(num_train=600, num_eval=300), factor_vae=dict(num_train=600, num_eval=300,

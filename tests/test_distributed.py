@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from betavae import runs
-from betavae.distributed import Context
+from betavae.training import folder
+from betavae.training.distributed import Context
 
 from .conftest import synthetic_images
 
@@ -49,7 +49,7 @@ def betavae(folder, *argv, processes=1):
 
 
 def assert_close_weights(a, b, atol):
-    wa, wb = load_file(a / runs.WEIGHTS), load_file(b / runs.WEIGHTS)
+    wa, wb = load_file(a / folder.WEIGHTS), load_file(b / folder.WEIGHTS)
     for key in wa:
         assert torch.allclose(wa[key], wb[key], atol=atol, rtol=0), (key, (wa[key] - wb[key]).abs().max())
 
@@ -58,7 +58,7 @@ def test_two_processes_match_one_with_the_combined_batch(dataset):
     betavae(dataset, "--batch-size", "16", "--epochs", "2", "--name", "ddp", processes=2)
     betavae(dataset, "--batch-size", "32", "--epochs", "2", "--name", "single")
     assert_close_weights(dataset / "ddp", dataset / "single", atol=1e-5)
-    ddp, single = runs.read_metrics(dataset / "ddp"), runs.read_metrics(dataset / "single")
+    ddp, single = folder.read_metrics(dataset / "ddp"), folder.read_metrics(dataset / "single")
     assert [r["epoch"] for r in ddp] == [0, 1, 2]
     assert ddp[-1]["train"]["loss"] == pytest.approx(single[-1]["train"]["loss"], rel=1e-5)
     assert ddp[-1]["step"] == single[-1]["step"] == 2 * 8
@@ -67,7 +67,7 @@ def test_two_processes_match_one_with_the_combined_batch(dataset):
 def test_resume_under_torchrun(dataset):
     betavae(dataset, "--batch-size", "16", "--epochs", "1", "--name", "ddp-resumed", processes=2)
     subprocess_result = betavae(dataset, "--resume", str(dataset / "ddp-resumed"), "--epochs", "2", processes=2)
-    assert runs.read_status(dataset / "ddp-resumed")["state"] == "finished", subprocess_result.stderr
+    assert folder.read_status(dataset / "ddp-resumed")["state"] == "finished", subprocess_result.stderr
     if not (dataset / "ddp").exists():
         betavae(dataset, "--batch-size", "16", "--epochs", "2", "--name", "ddp", processes=2)
     assert_close_weights(dataset / "ddp-resumed", dataset / "ddp", atol=1e-6)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from betavae.data import dsprites
+from betavae.data import PackedImages, dsprites
 from betavae.errors import BetaVAEError
 
 
@@ -47,7 +47,7 @@ def test_bit_packing_round_trips_and_splits_are_disjoint():
     images = dsprites.render(factors)
     packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
     assert packed.shape == (len(factors), 512)
-    unpacked = dsprites.unpack(packed)
+    unpacked = PackedImages(packed, (1, 64, 64))[:]
     assert unpacked.dtype == torch.bool and torch.equal(unpacked.float(), images)
     parts = dsprites.split_indices(val_size=5000)
     assert [len(parts[k]) for k in ("test", "val", "train")] == [10_000, 5000, 737_280 - 15_000]

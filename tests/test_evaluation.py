@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from betavae import cli, models, quality
-from betavae.classifier import DigitClassifier, random_shift, save_classifier
+from betavae import cli
+from betavae.model import networks as models
+from betavae.evaluation import quality
+from betavae.evaluation.classifier import DigitClassifier, random_shift, save_classifier
 from betavae.config import Config
-from betavae.likelihood import elbo_terms, importance_weighted_log_likelihood, iwae_bound
-from betavae.objectives import BetaVAELoss
+from betavae.model.likelihood import elbo_terms, importance_weighted_log_likelihood, iwae_bound
+from betavae.model.objectives import BetaVAELoss
 from betavae.sweep import SUMMARY_CSV, SUMMARY_MD, FIGURE
 
 from .conftest import synthetic_images

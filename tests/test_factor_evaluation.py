@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from betavae import factor_evaluation, runs
+from betavae import runs
+from betavae.api import disentangle
+from betavae.evaluation import factors as factor_evaluation
+from betavae.pictures.run_figures import factor_labels
+from betavae.runs import Run
 from betavae.config import Config
 from betavae.data import Data, Split, dsprites
 from betavae.errors import BetaVAEError
-from betavae.training import train
+from betavae.training import fit as train
 
 SMALL = dict(beta_vae=dict(num_train=200, num_eval=100), factor_vae=dict(num_train=200, num_eval=100,
              num_variance_estimate=1000), mig=dict(num_train=2000), dci=dict(num_train=300, num_test=100),
@@ -49,7 +53,7 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     fake[:, [0, 2, 3, 5]] = np.random.default_rng(0).normal(scale=0.01, size=(dsprites.N_IMAGES, 4))
     monkeypatch.setattr(factor_evaluation, "grid_codes", lambda model, packed: fake)
     monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: None)
-    result = factor_evaluation.evaluate_run(run, sizes=SMALL, log=lambda line: None)
+    result = disentangle(run, sizes=SMALL, log=lambda line: None)
     stored = json.loads((run / factor_evaluation.RESULT).read_text())
     assert stored["scores"] == result["scores"]
     information = np.array(stored["details"]["mig"]["normalized_mutual_information"])
@@ -60,21 +64,21 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     assert (run / "figures" / "traversal_factors.png").stat().st_size > 1000
     table = factor_evaluation.format_table(result)
     assert "MIG" in table and "SAP" in table and "DCI informativeness" in table
-    assert factor_evaluation.best_factors(information)[1].startswith("pos_x")
+    assert factor_labels(information, dsprites.FACTORS)[1].startswith("pos_x")
 
 
 def test_the_report_shows_the_scores_when_there_are_any(run, monkeypatch):
-    from betavae.report import write_report
+    from betavae.pictures.report import write_report
 
     (run / factor_evaluation.RESULT).unlink(missing_ok=True)
-    assert "<h2>Disentanglement</h2>" not in write_report(run, data=tiny_dsprites()).read_text()
+    assert "<h2>Disentanglement</h2>" not in write_report(Run.open(run, data=tiny_dsprites())).read_text()
     scores = {"scores": {"mig": 0.123456, "sap": 0.05}}
     (run / factor_evaluation.RESULT).write_text(json.dumps(scores))
-    page = write_report(run, data=tiny_dsprites()).read_text()
+    page = write_report(Run.open(run, data=tiny_dsprites())).read_text()
     assert "<h2>Disentanglement</h2>" in page and "0.123" in page
 
 
 def test_runs_without_ground_truth_factors_are_refused(tmp_path, data):
     mnist_run = train(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="no ground-truth factors"):
-        factor_evaluation.evaluate_run(mnist_run)
+        disentangle(mnist_run)

@@ -5,9 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from betavae import cli, figures, gallery, runs
+from betavae import cli, runs
+from betavae.training import folder
+from betavae.pictures import draw as figures
+from betavae.pictures import run_figures as gallery
 from betavae.config import Config
-from betavae.training import train
+from betavae.training import fit as train
 
 from .conftest import synthetic_images
 
@@ -35,7 +38,7 @@ def png(path):
 
 
 def test_training_draws_every_figure(run_dir):
-    out = gallery.figure_dir(run_dir)
+    out = (run_dir / 'figures')
     assert sorted(p.name for p in (out / "reconstructions").glob("*.png")) == \
         ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
     for name in ("reconstructions.gif", "samples.gif", "interpolation.png", "traversal.png", "traversal.gif",
@@ -103,16 +106,16 @@ def test_samples_use_fixed_noise(run_dir):
 ])
 def test_commands(run_dir, argv, produced, capsys):
     assert cli.main([argv[0], str(run_dir), *argv[1:]]) == 0
-    path = gallery.figure_dir(run_dir) / produced
+    path = (run_dir / 'figures') / produced
     assert capsys.readouterr().out.strip() == str(run_dir / "figures" / produced).replace("figures/../", "")
     assert path.stat().st_size > 0
 
 
 def test_command_sizes(run_dir):
     cli.main(["interpolate", str(run_dir), "--pairs", "0:1,2:3", "--steps", "7"])
-    assert png(gallery.figure_dir(run_dir) / "interpolation_linear.png").shape == (cell(2) + 14, cell(7))
+    assert png((run_dir / 'figures') / "interpolation_linear.png").shape == (cell(2) + 14, cell(7))
     cli.main(["sample", str(run_dir), "--n", "12"])
-    assert png(gallery.figure_dir(run_dir) / "samples.png").shape == (cell(2) + 14, cell(8))
+    assert png((run_dir / 'figures') / "samples.png").shape == (cell(2) + 14, cell(8))
 
 
 def test_interpolate_two_files(run_dir, tmp_path):
@@ -134,8 +137,8 @@ def test_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, argv, message):
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "wrong.png")
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
-    (unfinished / runs.CONFIG).write_text((run_dir / runs.CONFIG).read_text())
-    runs.write_status(unfinished, "running", 1, 2)
+    (unfinished / folder.CONFIG).write_text((run_dir / folder.CONFIG).read_text())
+    folder.write_status(unfinished, "running", 1, 2)
     names = dict(run=run_dir, wrong=tmp_path / "wrong.png", missing=tmp_path / "missing", unfinished=unfinished)
     assert cli.main([a.format(**names) for a in argv]) == 1
     err = capsys.readouterr().err.strip()

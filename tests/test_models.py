@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from betavae import models
+from betavae.model import networks as models
 from betavae.config import preset
 
 

@@ -5,7 +5,7 @@ import torch
 
 from betavae.config import Config
 from betavae.errors import BetaVAEError
-from betavae.objectives import BetaVAELoss, CapacityLoss, bernoulli_nll, build, gaussian_kl, linear_anneal
+from betavae.model.objectives import BetaVAELoss, CapacityLoss, bernoulli_nll, build, gaussian_kl, linear_anneal
 
 
 def test_kl_is_zero_at_the_prior():

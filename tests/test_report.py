@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from betavae import gallery, models, runs
+from betavae import runs
+from betavae.pictures import run_figures as gallery
+from betavae.model import networks as models
 from betavae.config import Config
-from betavae.report import decoder_spec
-from betavae.training import train
+from betavae.pictures.report import decoder_spec
+from betavae.training import fit as train
 
 from .conftest import synthetic_data
 

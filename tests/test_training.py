@@ -6,11 +6,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import betavae
-from betavae import runs
+from betavae.training import folder
 from betavae.config import Config
 from betavae.data import Data, Split
 from betavae.errors import BetaVAEError
-from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, train
+from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted
+from betavae.training import fit as train
 
 
 
@@ -18,7 +19,7 @@ TINY = Config(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs
 
 
 def weights(run_dir):
-    return load_file(run_dir / runs.WEIGHTS)
+    return load_file(run_dir / folder.WEIGHTS)
 
 
 def assert_same_weights(a, b):
@@ -30,14 +31,14 @@ def assert_same_weights(a, b):
 
 def test_one_epoch_smoke(tmp_path, data):
     run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
-    records = runs.read_metrics(run)
+    records = folder.read_metrics(run)
     assert [r["epoch"] for r in records] == [0, 1]
     assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
     assert len(records[1]["train"]["kl_per_dim"]) == 4
-    assert runs.read_status(run)["state"] == "finished"
-    header = (run / runs.METRICS_CSV).read_text().splitlines()[0]
+    assert folder.read_status(run)["state"] == "finished"
+    header = (run / folder.METRICS_CSV).read_text().splitlines()[0]
     assert "val_kl_per_dim_3" in header and "train_recon" in header
-    saved = json.loads((run / runs.CONFIG).read_text())
+    saved = json.loads((run / folder.CONFIG).read_text())
     assert saved["config"]["seed"] == 3 and saved["image_shape"] == [1, 12, 12]
     model = betavae.load(run)
     x = data.test.images[:5]
@@ -58,8 +59,8 @@ def test_resume_equals_straight_run(tmp_path, data, pixels):
     split = train(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
     train(config, split, resume=True, data=data, log=lambda line: None)
     assert_same_weights(straight, split)
-    assert [r["epoch"] for r in runs.read_metrics(split)] == [0, 1, 2]
-    assert runs.read_metrics(split)[2]["val"] == runs.read_metrics(straight)[2]["val"]
+    assert [r["epoch"] for r in folder.read_metrics(split)] == [0, 1, 2]
+    assert folder.read_metrics(split)[2]["val"] == folder.read_metrics(straight)[2]["val"]
 
 
 @pytest.mark.parametrize("config", [TINY, TINY.replace(pixels="binary", lr_schedule="cosine")])
@@ -68,18 +69,18 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
     run_dir = tmp_path / "interrupted"
     run_dir.mkdir()
     trainer = Trainer(config, run_dir, data, log=lambda line: None)
-    runs.save_config(run_dir, config, data.image_shape)
+    folder.save_config(run_dir, config, data.image_shape)
     step = trainer._train_step
 
     def step_then_ctrl_c(*args):  # Ctrl-C arrives during the 9th step (epoch 2, batch 2 of 6)
         terms = step(*args)
-        trainer.stop_requested = trainer.step == 9
+        trainer.stops.requested = trainer.step == 9
         return terms
 
     trainer._train_step = step_then_ctrl_c
     with pytest.raises(TrainingInterrupted, match="resume with: betavae train --resume"):
         trainer.run()
-    assert runs.read_status(run_dir)["state"] == "interrupted"
+    assert folder.read_status(run_dir)["state"] == "interrupted"
     train(None, run_dir, resume=True, data=data, log=lambda line: None)
     assert_same_weights(straight, run_dir)
 
@@ -88,8 +89,8 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, data):
     data.train.images[5] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step \d+"):
         train(TINY, tmp_path / "r", data=data, log=lambda line: None)
-    assert runs.read_status(tmp_path / "r")["state"] == "failed"
-    assert runs.load_checkpoint(tmp_path / "r")["epoch"] == 0
+    assert folder.read_status(tmp_path / "r")["state"] == "failed"
+    assert folder.load_checkpoint(tmp_path / "r")["epoch"] == 0
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "r").values())
 
 
@@ -104,18 +105,18 @@ def test_resume_refuses_changed_settings_but_extends_epochs(tmp_path, data):
     with pytest.raises(BetaVAEError, match="cannot change beta"):
         train(TINY.replace(epochs=1, beta=2.0), run, resume=True, data=data)
     train(TINY.replace(epochs=2), run, resume=True, data=data, log=lambda line: None)
-    assert runs.read_status(run)["epoch"] == 2
+    assert folder.read_status(run)["epoch"] == 2
 
 
 def test_corrupt_and_foreign_checkpoints(tmp_path, data):
     run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
-    (run / runs.CHECKPOINT).write_bytes(b"not a checkpoint")
+    (run / folder.CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(BetaVAEError, match="corrupt or not a betavae checkpoint"):
         train(TINY.replace(epochs=2), run, resume=True, data=data)
-    save_file({"other.weight": torch.zeros(2)}, run / runs.WEIGHTS)
+    save_file({"other.weight": torch.zeros(2)}, run / folder.WEIGHTS)
     with pytest.raises(BetaVAEError, match="does not match the model"):
         betavae.load(run)
-    (run / runs.WEIGHTS).write_bytes(b"junk")
+    (run / folder.WEIGHTS).write_bytes(b"junk")
     with pytest.raises(BetaVAEError, match="corrupt or not a safetensors"):
         betavae.load(run)
     with pytest.raises(BetaVAEError, match="does not exist"):
@@ -124,7 +125,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, data):
 
 def test_checkpoint_loads_with_weights_only(tmp_path, data):
     run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
-    state = torch.load(run / runs.CHECKPOINT, weights_only=True)
+    state = torch.load(run / folder.CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["partial"] is None
 
 
@@ -152,7 +153,7 @@ def test_loss_is_independent_of_process_count_style_reduction(data):
 
 def test_bf16_mixed_precision_trains(tmp_path, data):
     run = train(TINY.replace(epochs=1, precision="bf16"), tmp_path / "r", data=data, log=lambda line: None)
-    records = runs.read_metrics(run)
+    records = folder.read_metrics(run)
     assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
 
 
@@ -167,14 +168,14 @@ def test_cuda_is_refused_clearly_without_a_gpu(tmp_path, data):
 def test_cuda_training_matches_the_cpu_loss_roughly(tmp_path, data):
     gpu = train(TINY.replace(epochs=1, device="cuda"), tmp_path / "gpu", data=data, log=lambda line: None)
     cpu = train(TINY.replace(epochs=1), tmp_path / "cpu", data=data, log=lambda line: None)
-    assert runs.read_metrics(gpu)[1]["val"]["loss"] == pytest.approx(runs.read_metrics(cpu)[1]["val"]["loss"], rel=0.05)
+    assert folder.read_metrics(gpu)[1]["val"]["loss"] == pytest.approx(folder.read_metrics(cpu)[1]["val"]["loss"], rel=0.05)
 
 
 def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
     config = TINY.replace(epochs=10_000, time_budget=0.3, lr_schedule="cosine")
     run = train(config, tmp_path / "r", data=data, log=lambda line: None)
-    status = runs.read_status(run)
-    records = runs.read_metrics(run)
+    status = folder.read_status(run)
+    records = folder.read_metrics(run)
     assert status["state"] == "finished" and status["message"] == "time budget reached"
     assert 1 <= records[-1]["epoch"] < 10_000
     trained = sum(r["train_seconds"] for r in records)
@@ -188,7 +189,7 @@ def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
 
 def test_cosine_schedule_ends_with_the_epochs_when_they_come_before_the_time_budget(tmp_path, data):
     config = TINY.replace(epochs=2, time_budget=3600, lr_schedule="cosine")
-    records = runs.read_metrics(train(config, tmp_path / "r", data=data, log=lambda line: None))
+    records = folder.read_metrics(train(config, tmp_path / "r", data=data, log=lambda line: None))
     assert records[-1]["epoch"] == 2 and records[-1]["lr"] < config.lr * 0.05
 
 
@@ -201,6 +202,6 @@ def test_binary_data_stored_as_bool_trains_exactly_like_float(tmp_path, data):
     a = train(config, tmp_path / "bool", data=as_bool, log=lambda line: None)
     b = train(config, tmp_path / "float", data=as_float, log=lambda line: None)
     assert_same_weights(a, b)
-    untimed = lambda run: [{k: v for k, v in r.items() if "second" not in k} for r in runs.read_metrics(run)]  # noqa
+    untimed = lambda run: [{k: v for k, v in r.items() if "second" not in k} for r in folder.read_metrics(run)]  # noqa
     assert untimed(a) == untimed(b)
     assert torch.equal(as_bool.train.sample(50, seed=2).images.float(), as_float.train.sample(50, seed=2).images)

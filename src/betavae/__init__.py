@@ -1,10 +1,22 @@
-"""betavae: train, evaluate and explore beta-variational autoencoders on MNIST and MNIST-like data."""
+"""betavae: train, evaluate and explore beta-variational autoencoders on MNIST and MNIST-like data.
 
-__version__ = "0.1.0"
+The package in the order its layers build on each other (a module imports only from layers before its own):
 
-from .config import Config, preset, resolve  # noqa: E402
-from .errors import BetaVAEError  # noqa: E402
-from .runs import load  # noqa: E402
-from .training import train  # noqa: E402
+    errors, atomic, version   one-line errors, atomic writes
+    data                      data sets by name (registry), sources, splits as tensors
+    config                    the validated run configuration and presets
+    model                     encoders and decoders, objectives, likelihood estimates
+    training                  the loop, checkpoints and resume, the run folder's files, CUDA graphs, DDP and Ray
+    runs                      a run folder opened once (`Run`)
+    pictures, evaluation      figures and the report; likelihoods, sample quality, disentanglement
+    api, sweep                what a user does: train with the default figures, disentangle, sweep
+    cli                       the command line, a thin layer over the above
+"""
 
-__all__ = ["BetaVAEError", "Config", "load", "preset", "resolve", "train", "__version__"]
+from .api import disentangle, train
+from .config import Config, preset, resolve
+from .errors import BetaVAEError
+from .runs import Run, load
+from .version import __version__
+
+__all__ = ["BetaVAEError", "Config", "Run", "disentangle", "load", "preset", "resolve", "train", "__version__"]

@@ -1,4 +1,5 @@
-"""Atomic file writes: write a temporary file beside the target, then rename, so no result is ever half-written."""
+"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename, so no result is ever
+half-written, not even after a power cut (the rename is only durable once the folder is synced too)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, target)
+        _fsync(target.parent, folder=True)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path, folder: bool = False) -> None:
+    """Flush a file's contents (or a folder's entries) to the disk. A file that cannot be synced is an error; a folder
+    that cannot be opened or synced (some file systems) is left to the OS, since the rename is atomic regardless."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -9,9 +9,9 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
 from .config import PRESETS, Config, resolve
 from .errors import BetaVAEError
+from .version import __version__
 
 HELP = {
     "dataset": "mnist, fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs",
@@ -55,25 +55,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from . import tensorboard_log
-    from .runs import read_config
-    from .training import train
+    from .api import train
 
+    figures = not args.no_figures
     if args.resume:
-        overrides = overrides_from_args(args)
-        config = read_config(args.resume)[0].replace(**overrides) if overrides else None
-        run_dir = Path(args.resume)
+        run_dir = train(run_dir=args.resume, resume=True, changes=overrides_from_args(args), figures=figures)
     else:
-        config = config_from_args(args)
-        dataset = config.dataset if "/" not in config.dataset else "data"
-        run_dir = Path(args.runs) / (args.name or f"{args.preset or 'betavae'}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-    callbacks = [tensorboard_log.TensorBoardLog()] if tensorboard_log.available() else []
-    if not args.no_figures:
-        from .gallery import TrainingFigures
-
-        callbacks.append(TrainingFigures())
-    run_dir = train(config, run_dir, resume=bool(args.resume), callbacks=callbacks)
+        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs, figures=figures)
     print(f"run finished: {run_dir}")
 
 
@@ -83,11 +71,9 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from .data import load_raw
+    from .data import fetch
 
-    raw = load_raw(args.dataset, args.data_dir)
-    print(f"{args.dataset}: {len(raw.train_images)} training and {len(raw.test_images)} test images of "
-          f"{raw.train_images.shape[1]}x{raw.train_images.shape[2]}, checksum {raw.checksum()[:16]}")
+    print(fetch(args.dataset, args.data_dir))
 
 
 def parse_pairs(text: str) -> list[tuple[int, int]]:
@@ -108,57 +94,61 @@ def parse_indices(text: str) -> list[int]:
 def figure_command(name: str):
     """The handler of a figure command: open the finished run, make the figure, print its path."""
     def handler(args: argparse.Namespace) -> None:
-        from . import gallery
+        from .pictures import run_figures
+        from .runs import Run
 
-        run = gallery.FinishedRun.open(args.run)
+        run = Run.open(args.run, finished=True)
         if name == "reconstruct":
-            path = gallery.reconstruct(run, args.indices, args.split)
+            path = run_figures.reconstruct(run, args.indices, args.split)
         elif name == "sample":
-            path = gallery.sample(run, args.n, args.seed, args.draw)
+            path = run_figures.sample(run, args.n, args.seed, args.draw)
         elif name == "interpolate":
-            path = gallery.interpolate(run, args.pairs, args.images, args.steps, args.method)
+            path = run_figures.interpolate(run, args.pairs, args.images, args.steps, args.method)
         elif name == "traverse":
-            path = gallery.traverse(run, args.index, args.span)
+            path = run_figures.traverse(run, args.index, args.span)
         elif name == "latent-map":
-            path = gallery.latent_map(run, args.method)
+            path = run_figures.latent_map(run, args.method)
         else:
-            from .report import write_report
+            from .pictures.report import write_report
 
-            path = write_report(run.run_dir, run.model, run.data)
+            path = write_report(run)
         print(path)
     return handler
 
 
 def cmd_curves(args: argparse.Namespace) -> None:
-    from . import gallery
-    from .runs import read_config
+    from .pictures.run_figures import save_curves
+    from .runs import Run
 
-    read_config(args.run)
-    print(gallery.save_curves(Path(args.run)))
+    print(save_curves(Run.open(args.run)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate, format_table
+    from .evaluation.evaluate import EVALUATION, evaluate, format_table
 
     result = evaluate(args.run, args.split, args.importance_samples, args.repeats, args.samples, args.seed,
                       args.classifier, probes=not args.no_probes, log=lambda line: print(line, file=sys.stderr))
     print(format_table(result))
-    print(f"written: {Path(args.run) / 'evaluation.json'}")
+    print(f"written: {Path(args.run) / EVALUATION}")
 
 
 def cmd_disentanglement(args: argparse.Namespace) -> None:
-    from .factor_evaluation import evaluate_run, format_table
+    from .api import disentangle
+    from .evaluation.factors import format_table
 
-    print(format_table(evaluate_run(args.run, args.seed, args.data_dir)))
+    print(format_table(disentangle(args.run, args.seed, args.data_dir)))
 
 
 def cmd_classifier(args: argparse.Namespace) -> None:
-    from .classifier import classifier_path, save_classifier, train_classifier
     from .data import load
+    from .evaluation.classifier import default_classifier, save_classifier, train_classifier
 
+    path = Path(args.out) if args.out else default_classifier(args.dataset)
+    if path is None:
+        raise BetaVAEError(f"no default place for a classifier of {args.dataset}; give one with --out FILE "
+                           "(and pass it to evaluate with --classifier FILE)")
     data = load(args.dataset, args.data_dir, args.val_size)
     model, test_accuracy = train_classifier(data, args.epochs, args.seed)
-    path = Path(args.out) if args.out else classifier_path(args.dataset)
     save_classifier(model, path, test_accuracy)
     print(f"classifier test accuracy {test_accuracy:.4f}; saved {path}")
 
@@ -167,14 +157,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import sweep
 
     base = config_from_args(args)
+    parameter = "gamma" if args.gamma is not None else "beta"
     try:
-        betas = [float(b) for b in args.beta.split(",")]
+        values = [float(v) for v in getattr(args, parameter).split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise BetaVAEError("--beta takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
+        raise BetaVAEError(f"--{parameter} takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
     name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    rows = sweep(base, Path(args.runs) / name, betas, seeds, args.backend, args.figures,
-                 log=lambda line: print(line, file=sys.stderr))
+    rows = sweep(base, Path(args.runs) / name, values, seeds, args.backend, args.figures,
+                 log=lambda line: print(line, file=sys.stderr), parameter=parameter)
     print((Path(args.runs) / name / "summary.md").read_text(), end="")
     print(f"summary and rate-distortion figure in {Path(args.runs) / name} ({len(rows)} points)")
 
@@ -258,8 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_train.add_argument("--out", help="where to save (default: the cache)")
     classifier_train.set_defaults(func=cmd_classifier)
 
-    sweep = commands.add_parser("sweep", help="one run per (beta, seed), summary table and rate-distortion figure")
-    sweep.add_argument("--beta", required=True, help="comma-separated, e.g. 0.25,0.5,1,2,4,8")
+    sweep = commands.add_parser("sweep", help="one run per (beta or gamma, seed), summary table and rate-distortion "
+                                              "figure")
+    swept = sweep.add_mutually_exclusive_group(required=True)
+    swept.add_argument("--beta", help="comma-separated, e.g. 0.25,0.5,1,2,4,8 (the beta objective)")
+    swept.add_argument("--gamma", help="comma-separated, e.g. 10,100,1000 (the capacity objective)")
     sweep.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
     sweep.add_argument("--name", help="sweep folder name under --runs (default sweep-<time>)")
     sweep.add_argument("--runs", default="runs")
@@ -268,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--figures", action="store_true", help="draw each point's figures too")
     sweep.add_argument("--preset", choices=list(PRESETS), default=None)
     sweep.add_argument("--config", help="TOML file of configuration keys")
-    add_config_options(sweep, exclude=("beta", "seed"))
+    add_config_options(sweep, exclude=("beta", "gamma", "seed"))
     sweep.set_defaults(func=cmd_sweep)
 
     fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
-    fetch.add_argument("dataset", nargs="?", default="mnist")
+    fetch.add_argument("dataset", nargs="?", default="mnist",
+                       help="mnist (default), fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs")
     fetch.add_argument("--data-dir")
     fetch.set_defaults(func=cmd_fetch)
     return parser

@@ -1,154 +1,136 @@
-"""The run folder: resolved config (JSON), shareable weights (safetensors), a resume checkpoint, metrics, status.
+"""A run folder, opened once: `Run.open(path)` reads config.json a single time and everything else on first use.
 
-    runs/<name>/config.json         resolved configuration, image shape, versions
-    runs/<name>/model.safetensors   the latest weights (no code, safe to share)
-    runs/<name>/checkpoint.pt       everything to resume exactly (tensors only; read with weights_only=True)
-    runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
-    runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
+Every command that reads a run (evaluate, disentanglement, report, the figure commands, sweep, the bench scripts)
+goes through this object: the resolved configuration, status, metrics, the last epoch's KL per dimension, image
+shape, figure folder, the model, and the data, of which only the split asked for is loaded. The files themselves
+are written by training (training/folder.py owns their format).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import platform
-import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
-
-from . import __version__, atomic, models
-from .config import Config, from_dict
+from . import data as datalib
+from .config import Config
 from .errors import BetaVAEError
+from .model import VAE, objectives
+from .training import folder
+from .training.callbacks import kl_per_dim
 
-CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt"
-METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
-
-
-def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:
-    atomic.write_json(run_dir / CONFIG, {
-        "config": config.to_dict(),
-        "image_shape": list(image_shape),
-        "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "command": sys.argv,
-    })
+SPLITS = ("train", "val", "test")
 
 
-def read_config(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
-    """The configuration and image shape a run was made with."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
-    path = run_dir / CONFIG
-    try:
-        meta = json.loads(path.read_text())
-        return from_dict(meta["config"]), tuple(meta["image_shape"])
-    except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise BetaVAEError(f"{path} is corrupt ({error}); restore it or train again") from None
+class Run:
+    """One run folder: what it was trained with, how far it got, and (lazily) its model and data."""
+
+    def __init__(self, path: Path, config: Config, image_shape: tuple[int, int, int], model: VAE | None = None,
+                 data: datalib.Data | None = None):
+        self.path, self.config, self.image_shape = path, config, image_shape
+        self._splits: dict[str, datalib.Split] = {}
+        if model is not None:
+            self.__dict__["model"] = model  # fills the cached property
+        if data is not None:
+            self.__dict__["data"] = data
+
+    @classmethod
+    def open(cls, path: str | Path, *, finished: bool = False, model: VAE | None = None,
+             data: datalib.Data | None = None) -> "Run":
+        """Open a run folder (or the folder of a model.safetensors path). With finished=True, refuse one that has not
+        finished, naming the command that finishes it. A model or data already in memory may be handed over."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            path = path.parent
+        config, image_shape = folder.read_config_file(path)
+        run = cls(path, config, image_shape, model, data)
+        if finished:
+            run.require_finished()
+        return run
+
+    # --- what the folder says ------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """running, interrupted, failed or finished, with the last completed epoch (read afresh each time)."""
+        return folder.read_status(self.path)
+
+    @property
+    def finished(self) -> bool:
+        return self.status["state"] == "finished"
+
+    def require_finished(self) -> None:
+        status = self.status
+        if status["state"] != "finished":
+            raise BetaVAEError(f"run {self.path} is {status['state']} (epoch {status['epoch']} of {status['epochs']}); "
+                               f"finish it with: betavae train --resume {self.path}")
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        """One record per finished epoch (epoch 0 is the untrained model)."""
+        return folder.read_metrics(self.path)
+
+    @property
+    def last_record(self) -> dict[str, Any]:
+        if not self.metrics:
+            raise BetaVAEError(f"{self.path} has no metrics yet; train it first")
+        return self.metrics[-1]
+
+    @property
+    def kl_per_dim(self) -> list[float]:
+        """The last epoch's KL per latent dimension (validation split, else training split)."""
+        return kl_per_dim(self.last_record)
+
+    @property
+    def objective(self) -> dict[str, Any]:
+        """The objective and the parameters it actually reads (capacity: gamma and C, never a beta it ignores)."""
+        return objectives.settings(self.config)
+
+    def describe_objective(self) -> str:
+        return objectives.build(self.config).describe()
+
+    @property
+    def figure_dir(self) -> Path:
+        return self.path / "figures"
+
+    # --- what is loaded on first use -----------------------------------------------------------------------------
+    @cached_property
+    def model(self) -> VAE:
+        """The latest weights in the model config.json describes, on the CPU, in eval mode."""
+        return folder.load_weights(self.path, self.config, self.image_shape)
+
+    def load_model(self, device: str = "cpu") -> VAE:
+        """A fresh copy of the model on a device (the cached `model` stays on the CPU)."""
+        return folder.load_weights(self.path, self.config, self.image_shape, device)
+
+    @cached_property
+    def data(self) -> datalib.Data:
+        """All three splits of the data the run was trained on."""
+        return datalib.load(self.config.dataset, self.config.data_dir, self.config.val_size)
+
+    def split(self, name: str) -> datalib.Split:
+        """One split of the run's data, loading that split alone when the whole data set is not loaded yet."""
+        if name not in SPLITS:
+            raise BetaVAEError(f"unknown split {name!r}; choose train, val or test")
+        if "data" in self.__dict__:
+            return self.data.split(name)
+        if name not in self._splits:
+            self._splits[name] = datalib.load_split(self.config.dataset, self.config.data_dir, self.config.val_size,
+                                                    name)
+        return self._splits[name]
+
+    def reference_split(self) -> datalib.Split:
+        """The images the figures show: validation (the test set is kept for evaluation), else training."""
+        return self.split("val") if self.config.val_size > 0 else self.split("train")
 
 
-def save_weights(run_dir: Path, model: models.VAE, epoch: int) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic.write_bytes(run_dir / WEIGHTS, save_safetensors_bytes(state, metadata={"epoch": str(epoch)}))
-
-
-def load(path: str | Path, device: str = "cpu") -> models.VAE:
+def load(path: str | Path, device: str = "cpu") -> VAE:
     """The trained model of a run folder (or of its model.safetensors), in eval mode.
 
-    The model offers encode(x) -> (mean, logvar), decode(z) -> logits, sample(n) and reconstruct(x), with x a float
-    tensor (N, C, H, W) in [0, 1].
+    The model offers encode(x) -> (mean, logvar), decode(z) -> logits, sample(n), reconstruct(x) and
+    posterior_means(images), with x a float tensor (N, C, H, W) in [0, 1].
     """
-    path = Path(path)
-    run_dir = path.parent if path.suffix == ".safetensors" else path
-    config, image_shape = read_config(run_dir)
-    model = models.build(config, image_shape)
-    weights = run_dir / WEIGHTS
-    try:
-        state = load_safetensors_bytes(weights.read_bytes())
-    except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} yet; the run has not finished an epoch") from None
-    except (SafetensorError, ValueError, OSError) as error:
-        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({error})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited checkpoint)") from None
-    return model.to(device).eval()
-
-
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic.write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The resume state, read with weights_only=True so that no code in it can run."""
-    path = run_dir / CHECKPOINT
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {CHECKPOINT} to resume from; start a new run instead") from None
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
-
-
-def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """All epoch records so far, as JSON lines and as CSV (per-dimension KL as kl_dim_<i> columns)."""
-    atomic.write_text(run_dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in records))
-    rows = [flatten(r) for r in records]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(run_dir / METRICS_CSV, out.getvalue())
-
-
-def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'val': {'kl_per_dim': [a, b]}} -> {'val_kl_per_dim_0': a, 'val_kl_per_dim_1': b}."""
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "_"))
-        elif isinstance(value, list):
-            flat.update({f"{name}_{i}": v for i, v in enumerate(value)})
-        else:
-            flat[name] = value
-    return flat
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_JSONL
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: str = "") -> None:
-    atomic.write_json(run_dir / STATUS, {"state": state, "epoch": epoch, "epochs": epochs, "message": message})
-
-
-def read_status(run_dir: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run_dir) / STATUS).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
-
-
-def require_finished(run_dir: str | Path) -> None:
-    """Refuse to work on a run that has not finished, with the command that finishes it."""
-    read_config(run_dir)
-    status = read_status(run_dir)
-    if status["state"] != "finished":
-        raise BetaVAEError(f"run {run_dir} is {status['state']} (epoch {status['epoch']} of {status['epochs']}); "
-                           f"finish it with: betavae train --resume {run_dir}")
+    return Run.open(path).load_model(device)

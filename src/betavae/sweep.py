@@ -1,8 +1,11 @@
-"""`betavae sweep`: one run per (beta, seed) point, a summary table (CSV and Markdown) and a rate-distortion figure.
+"""`betavae sweep`: one run per (value, seed) of an objective's KL weight, a summary table (CSV and Markdown) and a
+rate-distortion figure.
 
-Points already finished are skipped and interrupted ones resumed, so an interrupted sweep simply continues. The
-summary uses the final validation numbers (the test set stays for `betavae evaluate`). Points run one after another
-here; the Ray backend (betavae.distributed) sends them to a cluster and aggregates exactly the same way.
+The swept parameter is one the chosen objective reads (beta for beta-VAE, gamma for capacity); varying one it ignores
+would train identical runs, so it is refused. Points already finished are skipped and interrupted ones resumed, so an
+interrupted sweep simply continues. The summary uses the final validation numbers (the test set stays for `betavae
+evaluate`). Points run one after another here; the Ray backend (training/distributed.py) sends them to a cluster and
+aggregates exactly the same way.
 """
 
 from __future__ import annotations
@@ -13,48 +16,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import atomic, runs
+from . import atomic
 from .config import Config
 from .errors import BetaVAEError
+from .model.objectives import OBJECTIVES
+from .runs import Run
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
+SWEEPABLE = ("beta", "gamma")
 
 
 @dataclass(frozen=True)
 class Point:
-    beta: float
+    parameter: str
+    value: float
     seed: int
 
     @property
     def name(self) -> str:
-        return f"beta-{self.beta:g}-seed-{self.seed}"
+        return f"{self.parameter}-{self.value:g}-seed-{self.seed}"
 
 
-def points(betas: Iterable[float], seeds: Iterable[int]) -> list[Point]:
-    betas, seeds = list(betas), list(seeds)
-    if not betas or any(b < 0 for b in betas):
-        raise BetaVAEError(f"--beta needs one or more values >= 0, got {betas}")
+def check_parameter(base: Config, parameter: str) -> None:
+    """Refuse to sweep a parameter the chosen objective does not read (the runs would be identical)."""
+    reads = OBJECTIVES[base.objective].parameters
+    if parameter not in SWEEPABLE or parameter not in reads:
+        usable = [p for p in SWEEPABLE if p in reads]
+        raise BetaVAEError(f"the {base.objective} objective ignores {parameter}, so every point would be the same run; "
+                           f"sweep --{usable[0]} instead (it reads {', '.join(reads)})")
+
+
+def points(parameter: str, values: Iterable[float], seeds: Iterable[int]) -> list[Point]:
+    values, seeds = list(values), list(seeds)
+    if not values or any(v < 0 for v in values):
+        raise BetaVAEError(f"--{parameter} needs one or more values >= 0, got {values}")
     if not seeds:
         raise BetaVAEError("--seeds needs at least one seed")
-    return [Point(b, s) for b in betas for s in seeds]
+    return [Point(parameter, v, s) for v in values for s in seeds]
 
 
 def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False) -> str:
     """Train one point (or resume it, or skip it when finished); returns its run folder. Importable by workers."""
-    from .training import train
+    from .api import train
 
     run_dir = Path(sweep_dir) / point.name
-    state = runs.read_status(run_dir)["state"]
-    if state == "finished":
+    if (run_dir / "status.json").is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    callbacks = []
-    if figures:
-        from .gallery import TrainingFigures
-
-        callbacks.append(TrainingFigures(report=False))
-    config = base.replace(beta=point.beta, seed=point.seed)
-    resume = (run_dir / runs.CHECKPOINT).is_file()
-    train(None if resume else config, run_dir, resume=resume, callbacks=callbacks, progress=False)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    config = base.replace(**{point.parameter: point.value, "seed": point.seed})
+    train(config, run_dir, resume=resume, figures=figures, report=False, tensorboard_log=False, progress=False)
     return str(run_dir)
 
 
@@ -62,19 +72,21 @@ def summarize(sweep_dir: Path, chosen: list[Point]) -> list[dict]:
     """One row per finished point: final validation (else training) recon, KL, negative ELBO, active units."""
     rows = []
     for point in chosen:
-        records = runs.read_metrics(sweep_dir / point.name)
-        if not records or runs.read_status(sweep_dir / point.name)["state"] != "finished":
+        if not (sweep_dir / point.name / "status.json").is_file():
             continue
-        last = records[-1]
+        run = Run.open(sweep_dir / point.name)
+        if not run.finished or not run.metrics:
+            continue
+        last = run.last_record
         split = "val" if "val" in last else "train"
         m = last[split]
-        rows.append({"beta": point.beta, "seed": point.seed, "split": split, "epochs": last["epoch"],
+        rows.append({point.parameter: point.value, "seed": point.seed, "split": split, "epochs": last["epoch"],
                      "recon": round(m["recon"], 3), "kl": round(m["kl"], 3), "neg_elbo": round(m["neg_elbo"], 3),
                      "active_units": m.get("active_units"), "run": point.name})
     return rows
 
 
-def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
+def write_summary(sweep_dir: Path, rows: list[dict], parameter: str) -> None:
     if not rows:
         raise BetaVAEError(f"no finished points in {sweep_dir} to summarise")
     out = io.StringIO()
@@ -85,19 +97,21 @@ def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
     header = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
     body = "".join("| " + " | ".join(str(v) for v in row.values()) + " |\n" for row in rows)
     atomic.write_text(sweep_dir / SUMMARY_MD, header + body)
-    from .figures import rate_distortion_figure, save_figure
+    from .pictures.draw import rate_distortion_figure, save_figure
 
-    save_figure(rate_distortion_figure(rows), sweep_dir / FIGURE)
+    save_figure(rate_distortion_figure(rows, parameter), sweep_dir / FIGURE)
 
 
-def sweep(base: Config, sweep_dir: str | Path, betas: Iterable[float], seeds: Iterable[int] = (0,),
-          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+def sweep(base: Config, sweep_dir: str | Path, values: Iterable[float], seeds: Iterable[int] = (0,),
+          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print,
+          parameter: str = "beta") -> list[dict]:
     """Run every point not yet finished, then write the summary and the rate-distortion figure."""
+    check_parameter(base, parameter)
     sweep_dir = Path(sweep_dir)
-    chosen = points(betas, seeds)
+    chosen = points(parameter, values, seeds)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if backend == "ray":
-        from .distributed import ray_map
+        from .training.distributed import ray_map
 
         ray_map(run_point, [(base, str(sweep_dir), p, figures) for p in chosen])
     elif backend == "local":
@@ -107,5 +121,5 @@ def sweep(base: Config, sweep_dir: str | Path, betas: Iterable[float], seeds: It
     else:
         raise BetaVAEError(f"unknown sweep backend {backend!r}; choose local or ray")
     rows = summarize(sweep_dir, chosen)
-    write_summary(sweep_dir, rows)
+    write_summary(sweep_dir, rows, parameter)
     return rows

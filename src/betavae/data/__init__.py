@@ -1,6 +1,10 @@
-"""Data: sources (where files come from), idx (the file format), images (user data), dsprites (rendered from its
-factors), dataset (tensors, splits)."""
+"""Data: the registry of data sets by name (registry), where files come from (sources), the IDX format (idx), the
+user's own images (images), dSprites rendered from its factors (dsprites), bit-packed binary images (packed), and
+splits as tensors (dataset)."""
 
-from .dataset import Data, Split, as_float, batch_indices, binarize, load, load_raw, prepare, split_raw
+from .dataset import Data, Split, as_float, batch_indices, binarize, prepare, split_raw
+from .packed import PackedImages
+from .registry import fetch, load, load_split, lookup
 
-__all__ = ["Data", "Split", "as_float", "batch_indices", "binarize", "load", "load_raw", "prepare", "split_raw"]
+__all__ = ["Data", "PackedImages", "Split", "as_float", "batch_indices", "binarize", "fetch", "load", "load_split", "lookup",
+           "prepare", "split_raw"]

@@ -1,7 +1,8 @@
 """Data as tensors: the whole split in one tensor, batches as index slices, optional dynamic binarization.
 
-Images are float32 in [0,1], except binary data sets too large for that (dSprites), which are kept as bool, a quarter
-of the memory; `as_float` turns a batch of either into what models take."""
+Images are float32 in [0,1], except binary data sets too large for that (dSprites), which stay bit-packed
+(`PackedImages`, a 32nd of the memory) and unpack to bool per batch; `as_float` turns a batch of either into what
+models take."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import numpy as np
 import torch
 
 from ..errors import BetaVAEError
-from . import dsprites, images, sources
+from .packed import PackedImages
 from .sources import RawData
+
+Images = torch.Tensor | PackedImages
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images (N,1,H,W), float32 in [0,1] or bool, and labels (N,) int64 (-1 where unknown)."""
+    """Images (N,1,H,W), float32 in [0,1] or bit-packed binary, and labels (N,) int64 (-1 where unknown)."""
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -37,10 +40,15 @@ class Split:
         if n >= len(self):
             return self
         index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        return Split(self.images[index], self.labels[index])
+        return self.take(index)
+
+    def take(self, index: torch.Tensor | slice) -> "Split":
+        """The chosen images and labels, stored as they are here (packed images stay packed)."""
+        images = self.images.take(index) if isinstance(self.images, PackedImages) else self.images[index]
+        return Split(images, self.labels[index])
 
     def mean_image(self, chunk: int = 65536) -> torch.Tensor:
-        """The mean image (1,H,W) in float32, computed by chunks so bool storage is never converted whole."""
+        """The mean image (1,H,W) in float32, computed by chunks so packed storage is never unpacked whole."""
         total = torch.zeros(self.images.shape[1:], dtype=torch.float64)
         for part in self.images.split(chunk):
             total += as_float(part).double().sum(0)
@@ -65,22 +73,15 @@ class Data:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
 
+    @property
+    def reference(self) -> Split:
+        """The images figures show: validation (the test set is kept for evaluation), else training."""
+        return self.val if len(self.val) else self.train
+
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):
             raise BetaVAEError(f"unknown split {name!r}; choose train, val or test")
         return getattr(self, name)
-
-
-def load_raw(dataset: str, data_dir: str | None = None) -> RawData:
-    """The official train/test arrays of a named data set or of the user's own file or folder."""
-    if dataset in sources.KNOWN:
-        return sources.fetch(sources.KNOWN[dataset], data_dir)
-    path = Path(dataset)
-    if path.suffix == ".npz":
-        return images.read_npz(path)
-    if path.is_dir():
-        return images.read_png_folder(path)
-    raise BetaVAEError(f"unknown dataset {dataset!r}; use mnist, fashion-mnist, an .npz file or a folder of PNGs")
 
 
 def split_raw(raw: RawData, val_size: int, name: str = "data") -> Data:
@@ -95,22 +96,6 @@ def split_raw(raw: RawData, val_size: int, name: str = "data") -> Data:
         val=Split.from_numpy(raw.train_images[cut:], raw.train_labels[cut:]),
         test=Split.from_numpy(raw.test_images, raw.test_labels),
     )
-
-
-def load(dataset: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:
-    """Load and split a data set (see load_raw and split_raw; dSprites: load_dsprites)."""
-    if dataset == "dsprites":
-        return load_dsprites(data_dir, val_size)
-    return split_raw(load_raw(dataset, data_dir), val_size, dataset)
-
-
-def load_dsprites(data_dir: str | None = None, val_size: int = 10000) -> Data:
-    """dSprites as bool images, held-out test and validation images drawn from the grid; labels are the shape."""
-    packed = dsprites.packed_images(data_dir)
-    parts = dsprites.split_indices(val_size)
-    shape = lambda index: torch.from_numpy(dsprites.index_to_factors(index)[:, 0].astype(np.int64))  # noqa: E731
-    split = {name: Split(dsprites.unpack(packed[index]), shape(index)) for name, index in parts.items()}
-    return Data("dsprites", split["train"], split["val"], split["test"])
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:

@@ -130,7 +130,7 @@ def read_cache(path: Path) -> np.ndarray:
 
 def packed_images(data_dir: str | os.PathLike | None = None,
                   log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> np.ndarray:
-    """The whole grid bit-packed: from the user's original npz when --data-dir holds it, else from the cache,
+    """The whole grid bit-packed (unpack it with data.PackedImages): from the user's original npz when --data-dir holds it, else from the cache,
     else rendered once (about two minutes on two cores) and cached."""
     if data_dir:
         folder = Path(data_dir)
@@ -153,12 +153,6 @@ def packed_images(data_dir: str | os.PathLike | None = None,
     except OSError as error:
         log(f"betavae: could not write the cache {path} ({error}); continuing without it")
     return packed
-
-
-def unpack(packed: np.ndarray) -> torch.Tensor:
-    """Bit-packed rows -> bool images (N, 1, 64, 64): one byte per pixel, a quarter of float32."""
-    bits = np.unpackbits(np.asarray(packed), axis=1).view(bool)
-    return torch.from_numpy(bits).view(-1, 1, SIZE, SIZE)
 
 
 def split_indices(val_size: int, test_size: int = 10_000, seed: int = 0) -> dict[str, np.ndarray]:

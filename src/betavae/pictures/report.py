@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import atomic, gallery, runs
-from . import data as datalib
-from .figures import PALETTE
-from .models import ACTIVATIONS, VAE, ConvDecoder
+from .. import atomic
+from .. import data as datalib
+from ..model.networks import ACTIVATIONS, VAE, ConvDecoder
+from ..runs import Run
+from ..training.callbacks import kl_per_dim
+from .draw import PALETTE, pca_2d
 
 MAX_POINTS = 2000
 REPORT = "report.html"
@@ -61,23 +63,19 @@ def _layers(module: nn.Module):
         raise TypeError(f"the report's decoder cannot export {type(module).__name__}")
 
 
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    centred = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
-    return (centred @ vt[:2].T).astype(np.float32)
-
-
-def explorer_payload(model: VAE, split: datalib.Split, kl_per_dim: list[float], n_points: int = MAX_POINTS) -> dict:
+def explorer_payload(model: VAE, split: datalib.Split, kl_per_dim: list[float], n_points: int = MAX_POINTS,
+                     seed: int = 0) -> dict:
     """Everything the explorer needs: decoder layers, KL order, and map points (PCA of posterior means, images)."""
     n = min(n_points, len(split))
-    images = split.images[:n]
-    means = gallery.posterior_means(model, images) if n else np.zeros((0, model.latent_dim), np.float32)
+    images = datalib.as_float(split.images[:n])
+    means = model.posterior_means(images)
+    xy = pca_2d(means, seed)(means)
     limit = float(np.ceil(max(3.0, np.abs(means).max() if n else 0.0)))
     return {
         "layers": decoder_spec(model), "latent_dim": model.latent_dim, "image_shape": list(model.image_shape),
         "order": [int(i) for i in np.argsort(-np.asarray(kl_per_dim), kind="stable")],
         "kl": [float(k) for k in kl_per_dim], "range": limit, "palette": PALETTE,
-        "points": {"xy": b64(pca_2d(means) if n > 1 else np.zeros((n, 2))), "means": b64(means),
+        "points": {"xy": b64(xy), "means": b64(means),
                    "images": b64((images[:, 0] * 255).round(), np.uint8),
                    "labels": split.labels[:n].tolist(), "indices": list(range(n))},
     }
@@ -115,48 +113,52 @@ def metrics_rows(record: dict) -> list[tuple[str, Any]]:
     return rows
 
 
-def write_report(run_dir: str | Path, model: VAE | None = None, data: datalib.Data | None = None) -> Path:
-    """Write runs/<name>/report.html from the run folder (loading the model and data when not given)."""
-    run_dir = Path(run_dir)
-    config, _ = runs.read_config(run_dir)
-    records = runs.read_metrics(run_dir)
-    model = model or runs.load(run_dir)
-    data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
-    last = records[-1] if records else {"epoch": 0, "step": 0, "train": {"kl_per_dim": [0.0] * config.latent_dim}}
-    kl = last.get("val", last["train"])["kl_per_dim"]
-    payload = explorer_payload(copy.deepcopy(model).cpu(), gallery.reference_split(data), kl)  # leave a GPU model be
-    out = gallery.figure_dir(run_dir)
+FIGURES = (  # file under figures/, caption; latent maps and rate-distortion figures are found by name
+    ("curves.png", "Training curves: reconstruction, KL and negative ELBO per epoch (sampled z); KL per latent "
+                   "dimension; active units"),
+    ("reconstructions.gif", "Validation images (top) and reconstructions (bottom) across epochs"),
+    ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
+    ("interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
+    ("traversal.png", "Latent traversals, rows sorted by KL"),
+)
+FACTOR_FIGURES = (
+    ("mutual_information.png", "Mutual information of each latent with each factor, over the factor's entropy "
+                               "(betavae disentanglement)"),
+    ("traversal_factors.png", "Latent traversals labelled with the factor each latent captures best"),
+)
+
+
+def write_report(run: Run) -> Path:
+    """Write runs/<name>/report.html from the run (its model, and its reference split alone, loaded when needed)."""
+    records = run.metrics
+    last = records[-1] if records else {"epoch": 0, "step": 0, "train": {"kl_per_dim": [0.0] * run.config.latent_dim}}
+    kl = kl_per_dim(last)
+    model = copy.deepcopy(run.model).cpu()  # leave a GPU model be
+    payload = explorer_payload(model, run.reference_split(), kl, seed=run.config.seed)
+    out = run.figure_dir
     figures_html = "".join([
-        image_tag(out / "curves.png", "Training curves: reconstruction, KL and negative ELBO per epoch (sampled z); "
-                                      "KL per latent dimension; active units"),
-        image_tag(out / "reconstructions.gif", "Validation images (top) and reconstructions (bottom) across epochs"),
-        image_tag(out / "samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
-        image_tag(out / "interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
-        image_tag(out / "traversal.png", "Latent traversals, rows sorted by KL"),
+        *[image_tag(out / name, caption) for name, caption in FIGURES],
         *[image_tag(p, f"Latent map ({p.stem.split('_')[-1]})") for p in sorted(out.glob("latent_map_*.png"))],
         *[image_tag(p, p.stem.replace("_", " ")) for p in sorted(out.glob("rate_distortion*.png"))],
-        image_tag(out / "mutual_information.png", "Mutual information of each latent with each factor, over the "
-                                                  "factor's entropy (betavae disentanglement)"),
-        image_tag(out / "traversal_factors.png", "Latent traversals labelled with the factor each latent captures "
-                                                 "best"),
+        *[image_tag(out / name, caption) for name, caption in FACTOR_FIGURES],
     ])
-    evaluation = run_dir / "evaluation.json"
+    evaluation = run.path / "evaluation.json"
     evaluation_html = (f"<h2>Evaluation</h2><pre>{html.escape(evaluation.read_text())}</pre>"
                        if evaluation.is_file() else "")
-    disentanglement = run_dir / "disentanglement.json"
+    disentanglement = run.path / "disentanglement.json"
     if disentanglement.is_file():
         scores = json.loads(disentanglement.read_text())["scores"]
         evaluation_html += "<h2>Disentanglement</h2>" + table(list(scores.items()))
+    config = run.config
     page = TEMPLATE.format(
-        title=html.escape(f"betavae run {run_dir.name}"), css=asset("report.css"),
+        title=html.escape(f"betavae run {run.name}"), css=asset("report.css"),
         summary=html.escape(f"{config.dataset}, {config.arch} {config.hidden}, {config.latent_dim} latents, "
-                            f"objective {config.objective}, beta {config.beta}, {config.pixels} pixels, "
-                            f"{last['epoch']} epochs"),
+                            f"{run.describe_objective()}, {config.pixels} pixels, {last['epoch']} epochs"),
         metrics=table(metrics_rows(last)), note=html.escape(last.get("note", "")),
         config=table(sorted(config.to_dict().items())), figures=figures_html, evaluation=evaluation_html,
         payload=json.dumps(payload).replace("</", "<\\/"), decoder_js=asset("decoder.js"),
         explorer_js=asset("explorer.js"))
-    path = run_dir / REPORT
+    path = run.path / REPORT
     atomic.write_text(path, page)
     return path
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .training import EpochEnd
+from .callbacks import EpochEnd
 
 
 def available() -> bool:

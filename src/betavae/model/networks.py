@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
-from .data import as_float
+from ..config import Config
+from ..data import as_float
 
 LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
 # Hidden-layer nonlinearities. SiLU (x * sigmoid(x)) trains the MLP to a lower loss in the same time than ReLU does
@@ -45,6 +46,14 @@ class VAE(nn.Module):
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + noise * (0.5 * logvar).exp()
         return self.decode(z), mean, logvar
+
+    @torch.no_grad()
+    def posterior_means(self, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+        """Posterior means (N, latent_dim) float32 of a whole image set, encoded batch by batch on the model's device
+        (bit-packed images unpack one batch at a time)."""
+        device = next(self.parameters()).device
+        parts = [self.encode(batch.to(device))[0].float().cpu() for batch in images.split(batch_size)]
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

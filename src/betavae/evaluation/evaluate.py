@@ -14,16 +14,18 @@ from typing import Any, Callable
 
 import torch
 
-from . import atomic, runs
-from . import data as datalib
+from .. import atomic
+from .. import data as datalib
+from ..errors import BetaVAEError
+from ..model import VAE
+from ..model.likelihood import active_units, elbo_terms, iwae_bound
+from ..model.objectives import BetaVAELoss
+from ..runs import Run
 from . import quality
-from .classifier import classifier_path, features_and_probabilities, load_classifier
-from .gallery import posterior_means
-from .likelihood import active_units, elbo_terms, iwae_bound
-from .models import VAE
-from .objectives import BetaVAELoss
+from .classifier import default_classifier, features_and_probabilities, load_classifier
 
 EVALUATION = "evaluation.json"
+FORMAT = 1  # the layout of evaluation.json
 
 
 def elbo_repeats(model: VAE, split: datalib.Split, pixels: str, repeats: int, seed: int) -> dict[str, Any]:
@@ -64,14 +66,14 @@ def likelihood_section(model: VAE, split: datalib.Split, trained_on: str, k: int
     return section
 
 
-def sample_quality_section(model: VAE, data: datalib.Data, split: datalib.Split, classifier_file: Path,
+def sample_quality_section(model: VAE, train: datalib.Split, split: datalib.Split, classifier_file: Path,
                            n: int, seed: int) -> dict[str, Any]:
     """Samples against real images in the classifier's feature space, beside the real-against-real floor."""
     classifier, accuracy = load_classifier(classifier_file)
-    n = min(n, len(split), len(data.train))
+    n = min(n, len(split), len(train))
     samples = model.sample(n, torch.Generator().manual_seed(seed + 11))
-    real_f, real_p = features_and_probabilities(classifier, split.images[:n])
-    train_f, train_p = features_and_probabilities(classifier, data.train.images[:n])
+    real_f, real_p = features_and_probabilities(classifier, datalib.as_float(split.images[:n]))
+    train_f, train_p = features_and_probabilities(classifier, datalib.as_float(train.images[:n]))
     fake_f, fake_p = features_and_probabilities(classifier, samples)
     fake_precision, fake_recall = quality.precision_recall(real_f, fake_f)
     floor_precision, floor_recall = quality.precision_recall(real_f, train_f)
@@ -87,49 +89,52 @@ def sample_quality_section(model: VAE, data: datalib.Data, split: datalib.Split,
     }
 
 
-def representation_section(model: VAE, data: datalib.Data, split: datalib.Split, seed: int) -> dict[str, Any]:
+def representation_section(model: VAE, train: datalib.Split, split: datalib.Split, seed: int) -> dict[str, Any]:
     """Probes trained on posterior means of the training split, tested on those of the evaluated split."""
-    train_z, test_z = posterior_means(model, data.train.images), posterior_means(model, split.images)
-    train_y, test_y = data.train.labels.numpy(), split.labels.numpy()
+    train_z, test_z = model.posterior_means(train.images), model.posterior_means(split.images)
+    train_y, test_y = train.labels.numpy(), split.labels.numpy()
     return {"linear_probe_accuracy": quality.linear_probe(train_z, train_y, test_z, test_y, seed),
             "knn_probe_accuracy": quality.knn_probe(train_z, train_y, test_z, test_y),
             "chance": float(max(torch.bincount(split.labels)) / len(split)),
             "features": "posterior means; fitted on the training split"}
 
 
-def evaluate(run_dir: str | Path, split: str = "test", importance_samples: int = 1000, repeats: int = 5,
+def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int = 1000, repeats: int = 5,
              n_samples: int = 10000, seed: int = 0, classifier: str | Path | None = None, probes: bool = True,
-             data: datalib.Data | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate a finished run and write evaluation.json (see the module docstring)."""
-    run_dir = Path(run_dir)
-    runs.require_finished(run_dir)
-    config, _ = runs.read_config(run_dir)
-    model = runs.load(run_dir)
-    data = data or datalib.load(config.dataset, config.data_dir, config.val_size)
-    target = data.split(split)
+    run = run if isinstance(run, Run) else Run.open(run)
+    run.require_finished()
+    config, model = run.config, run.model
+    target = run.split(split)
     if len(target) == 0:
-        from .errors import BetaVAEError
-        raise BetaVAEError(f"the {split} split of {run_dir} is empty; choose another --split")
-    result: dict[str, Any] = {"run": str(run_dir), "split": split, "images": len(target), "seed": seed,
-                              "trained_on": config.pixels, "beta": config.beta, "objective": config.objective}
+        raise BetaVAEError(f"the {split} split of {run.path} is empty; choose another --split")
+    result: dict[str, Any] = {"format": FORMAT, "run": str(run.path), "split": split, "images": len(target),
+                              "seed": seed, "trained_on": config.pixels, "objective": run.objective,
+                              "loss": run.describe_objective()}
     result.update(likelihood_section(model, target, config.pixels, importance_samples, repeats, seed, log))
-    result["active_units"] = active_units(torch.from_numpy(posterior_means(model, target.images)).double())
-    labelled = bool((target.labels >= 0).all() and (data.train.labels >= 0).all())
-    classifier_file = Path(classifier) if classifier else classifier_path(config.dataset)
-    if classifier or classifier_file.is_file():
-        result["sample_quality"] = sample_quality_section(model, data, target, classifier_file, n_samples, seed)
+    result["active_units"] = active_units(torch.from_numpy(model.posterior_means(target.images)).double())
+    classifier_file = Path(classifier) if classifier else default_classifier(config.dataset)
+    if classifier_file is not None and (classifier or classifier_file.is_file()):
+        result["sample_quality"] = sample_quality_section(model, run.split("train"), target, classifier_file,
+                                                          n_samples, seed)
+    elif classifier_file is None:
+        result["sample_quality"] = ("skipped: no classifier is known for this data set (train one with betavae "
+                                    "classifier train --dataset DATA --out FILE, then pass --classifier FILE)")
     else:
         result["sample_quality"] = f"skipped: no classifier at {classifier_file} (train one: betavae classifier train)"
-    if probes and labelled:
-        result["representation"] = representation_section(model, data, target, seed)
-    atomic.write_json(run_dir / EVALUATION, result)
+    if probes:
+        train = run.split("train")
+        if bool((target.labels >= 0).all() and (train.labels >= 0).all()):  # probes need labels
+            result["representation"] = representation_section(model, train, target, seed)
+    atomic.write_json(run.path / EVALUATION, result)
     return result
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The evaluation as an aligned text table, each number with its meaning."""
     lines = [f"evaluation of {result['run']} on the {result['split']} split ({result['images']} images, "
-             f"trained on {result['trained_on']} pixels)"]
+             f"trained on {result['trained_on']} pixels; {result.get('loss', '')})"]
     row = lambda name, value, note="": lines.append(f"  {name:38s} {value:>16s}  {note}")  # noqa: E731
     for key in ("elbo_grey", "elbo_binarized"):
         if key in result:

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from . import atomic
-from . import data as datalib
-from .data.sources import cache_dir
-from .errors import BetaVAEError
+from .. import atomic
+from .. import data as datalib
+from ..data.sources import cache_dir
+from ..errors import BetaVAEError
 
 FEATURES = 128
 
@@ -98,8 +97,11 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -
     return torch.roll(F.pad(x, (pixels,) * 4), (dy, dx), dims=(2, 3))[:, :, pixels:-pixels, pixels:-pixels]
 
 
-def classifier_path(dataset: str) -> Path:
-    return cache_dir() / f"classifier-{dataset}.safetensors"
+def default_classifier(dataset: str) -> Path | None:
+    """Where the classifier that scores a data set's samples is cached, or None when the registry knows none (the
+    user's own images: train one with --out and pass it with --classifier)."""
+    name = datalib.lookup(dataset).classifier
+    return cache_dir() / f"classifier-{name}.safetensors" if name else None
 
 
 def save_classifier(model: DigitClassifier, path: Path, test_accuracy: float) -> None:
@@ -112,15 +114,15 @@ def save_classifier(model: DigitClassifier, path: Path, test_accuracy: float) ->
 def load_classifier(path: str | Path) -> tuple[DigitClassifier, float]:
     """The cached classifier and its test accuracy; a clear error when it has not been trained yet."""
     path = Path(path)
+    if not path.is_file():
+        raise BetaVAEError(f"no classifier at {path}; train it once with: betavae classifier train")
     try:
-        raw = path.read_bytes()
-        state = load_safetensors_bytes(raw)
-        header = json.loads(raw[8: 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+        with safe_open(str(path), framework="pt") as stored:
+            header = stored.metadata() or {}
+            state = {key: stored.get_tensor(key) for key in stored.keys()}
         model = DigitClassifier(tuple(json.loads(header["image_shape"])), int(header["classes"]))
         model.load_state_dict(state)
-    except FileNotFoundError:
-        raise BetaVAEError(f"no classifier at {path}; train it once with: betavae classifier train") from None
-    except (SafetensorError, ValueError, KeyError, RuntimeError) as error:
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise BetaVAEError(f"{path} is not a betavae classifier ({str(error)[:120]}); retrain it with "
                            "betavae classifier train") from None
     return model.eval(), float(header["test_accuracy"])

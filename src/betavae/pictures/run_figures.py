@@ -1,4 +1,4 @@
-"""The figures of a run: which inputs they use, where they go, and when training makes them.
+"""The figures of a run: which inputs they use, where they go, when training makes them, and the figure commands.
 
 The inputs are fixed by the run's seed and data (the same validation images and the same noise at every epoch), so
 what changes between epochs is the model alone. Everything lands under runs/<name>/figures/.
@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import atomic, figures, runs
-from . import data as datalib
-from .config import Config
-from .errors import BetaVAEError
-from .models import VAE
-from .training import EpochEnd
+from .. import atomic
+from .. import data as datalib
+from ..config import Config
+from ..errors import BetaVAEError
+from ..model import VAE
+from ..runs import Run
+from ..training.callbacks import EpochEnd
+from . import draw as figures
 
 LATENTS = "latents.npz"
 N_RECONSTRUCTIONS, N_SAMPLES, N_PAIRS, STEPS = 10, 64, 4, 16
@@ -38,17 +40,12 @@ class Inputs:
     map_labels: np.ndarray
 
     @staticmethod
-    def of(data: datalib.Data, config: Config) -> "Inputs":
-        split = reference_split(data)
+    def of(split: datalib.Split, config: Config) -> "Inputs":
+        """The inputs for a run's figures, from its reference split (validation images, else training images)."""
         noise = torch.randn(N_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
         n_map = min(config.latent_map_size, len(split))
         return Inputs(datalib.as_float(split.images[:N_RECONSTRUCTIONS]), noise, default_pairs(split, N_PAIRS), split,
                       split.images[:n_map], split.labels[:n_map].numpy())
-
-
-def reference_split(data: datalib.Data) -> datalib.Split:
-    """Validation images (the test set is kept for final evaluation); training images when there is no validation."""
-    return data.val if len(data.val) else data.train
 
 
 def default_pairs(split: datalib.Split, n: int) -> list[tuple[int, int]]:
@@ -60,10 +57,6 @@ def default_pairs(split: datalib.Split, n: int) -> list[tuple[int, int]]:
         b = next((i for i, y in enumerate(labels) if y == (2 * k + 1) % 10), 2 * k + 1)
         pairs.append((a % len(labels), b % len(labels)))
     return pairs
-
-
-def figure_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "figures"
 
 
 # --- the figures, each from a model and fixed inputs ------------------------------------------------------------------
@@ -97,26 +90,22 @@ def save_traversals(model: VAE, image: torch.Tensor, kl_per_dim: list[float], ou
     return figures.save_figure(figure, out / "traversal.png")
 
 
-def save_curves(run_dir: Path) -> Path:
-    records = runs.read_metrics(run_dir)
-    if not records:
-        raise BetaVAEError(f"{run_dir} has no metrics yet; train it first")
-    return figures.save_figure(figures.curves_figure(records), figure_dir(run_dir) / "curves.png")
+def save_curves(run: Run) -> Path:
+    run.last_record  # refuses a run without metrics, in one line
+    return figures.save_figure(figures.curves_figure(run.metrics), run.figure_dir / "curves.png")
 
 
-def save_latent_map(run_dir: Path, method: str = "pca", seed: int = 0) -> Path:
-    means, labels = read_latents(run_dir)
-    embeddings, shared = figures.reduce_2d(means, method, seed)
+def save_latent_map(run: Run, method: str = "pca") -> Path:
+    means, labels = read_latents(run.path)
+    try:
+        embeddings, shared = figures.reduce_2d(means, method, run.config.seed)
+    except ImportError as error:
+        raise BetaVAEError(str(error)) from None
     figure = figures.latent_map_figure(embeddings, labels, method, shared)
-    return figures.save_figure(figure, figure_dir(run_dir) / f"latent_map_{method}.png")
+    return figures.save_figure(figure, run.figure_dir / f"latent_map_{method}.png")
 
 
 # --- posterior means captured during training -----------------------------------------------------------------------
-@torch.no_grad()
-def posterior_means(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(b.to(device))[0].cpu() for b in images.split(batch_size)]).numpy()
-
 
 def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray) -> None:
     """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically)."""
@@ -156,132 +145,126 @@ class TrainingFigures:
 
     def __call__(self, end: EpochEnd) -> None:
         if self.inputs is None:
-            self.inputs = Inputs.of(end.data, end.config)
-        out, model, epoch = figure_dir(end.run_dir), end.model, end.epoch
+            self.inputs = Inputs.of(end.data.reference, end.config)
+        out, model, epoch = end.run_dir / "figures", end.model, end.epoch
         if epoch in end.config.figure_epochs or end.is_last:
             save_reconstructions(model, self.inputs, out, epoch)
             save_samples(model, self.inputs, out, epoch)
         if epoch in end.config.latent_map_epochs or end.is_last:
-            add_latents(end.run_dir, epoch, posterior_means(model, self.inputs.map_images), self.inputs.map_labels)
+            add_latents(end.run_dir, epoch, model.posterior_means(self.inputs.map_images), self.inputs.map_labels)
         if end.is_last:
-            self.finish(end)
+            self.finish(Run.open(end.run_dir, model=model, data=end.data), self.inputs)
 
-    def finish(self, end: EpochEnd) -> None:
-        out, model, inputs = figure_dir(end.run_dir), end.model, self.inputs
+    def finish(self, run: Run, inputs: Inputs) -> None:
+        out, model = run.figure_dir, run.model
         save_gif_of(out / "reconstructions", out / "reconstructions.gif")
         save_gif_of(out / "samples", out / "samples.gif")
         pairs = [(datalib.as_float(inputs.split.images[a]), datalib.as_float(inputs.split.images[b]))
                  for a, b in inputs.pairs]
         save_interpolation(model, pairs, out)
-        kl = end.record.get("val", end.record["train"])["kl_per_dim"]
-        save_traversals(model, inputs.reconstruct[0], kl, out)
-        save_curves(end.run_dir)
-        save_latent_map(end.run_dir, "pca", end.config.seed)
+        save_traversals(model, inputs.reconstruct[0], run.kl_per_dim, out)
+        save_curves(run)
+        save_latent_map(run, "pca")
         if self.report:
             from .report import write_report
 
-            write_report(end.run_dir, model=model, data=end.data)
+            write_report(run)
 
 
 # --- the figure commands on a finished run ---------------------------------------------------------------------------
-@dataclass
-class FinishedRun:
-    """A finished run's model, data and fixed figure inputs, loaded once for the figure commands."""
-
-    run_dir: Path
-    config: Config
-    model: VAE
-    data: datalib.Data
-    inputs: Inputs
-
-    @staticmethod
-    def open(run_dir: str | Path) -> "FinishedRun":
-        run_dir = Path(run_dir)
-        runs.require_finished(run_dir)
-        config, _ = runs.read_config(run_dir)
-        data = datalib.load(config.dataset, config.data_dir, config.val_size)
-        return FinishedRun(run_dir, config, runs.load(run_dir), data, Inputs.of(data, config))
-
-    @property
-    def out(self) -> Path:
-        return figure_dir(self.run_dir)
-
-    def image(self, index: int, split: str = "val") -> torch.Tensor:
-        images = self.split(split).images
-        if not 0 <= index < len(images):
-            raise BetaVAEError(f"image index {index} is out of range: the {split} split has {len(images)} images "
-                               f"(0..{len(images) - 1})")
-        return datalib.as_float(images[index])
-
-    def split(self, name: str) -> datalib.Split:
-        split = self.data.split(name)
-        if len(split) == 0:
-            raise BetaVAEError(f"the {name} split of this run is empty; choose --split train or test")
-        return split
-
-    def image_file(self, path: str | Path) -> torch.Tensor:
-        """A PNG as a (C,H,W) tensor in [0,1], refused unless it has the model's size."""
-        from PIL import UnidentifiedImageError
-
-        try:
-            with Image.open(path) as picture:
-                array = np.asarray(picture.convert("L"), dtype=np.float32) / 255
-        except FileNotFoundError:
-            raise BetaVAEError(f"image {path} does not exist; check the path") from None
-        except (OSError, UnidentifiedImageError) as error:
-            raise BetaVAEError(f"{path} is not a readable image ({error})") from None
-        _, h, w = self.model.image_shape
-        if array.shape != (h, w):
-            raise BetaVAEError(f"{path} is {array.shape[1]}x{array.shape[0]} but this model takes {w}x{h} images; "
-                               "resize it first")
-        return torch.from_numpy(array)[None]
-
-    def last_kl(self) -> list[float]:
-        last = runs.read_metrics(self.run_dir)[-1]
-        return last.get("val", last["train"])["kl_per_dim"]
+def image(run: Run, index: int, split: str = "val") -> torch.Tensor:
+    """One image of a split of the run's data, as float (C,H,W), or a one-line error naming the valid range."""
+    images = nonempty_split(run, split).images
+    if not 0 <= index < len(images):
+        raise BetaVAEError(f"image index {index} is out of range: the {split} split has {len(images)} images "
+                           f"(0..{len(images) - 1})")
+    return datalib.as_float(images[index])
 
 
-def reconstruct(run: FinishedRun, indices: list[int] | None = None, split: str = "val") -> Path:
-    images = torch.stack([run.image(i, split) for i in indices]) if indices else run.split(split).images[:10]
+def nonempty_split(run: Run, name: str) -> datalib.Split:
+    split = run.split(name)
+    if len(split) == 0:
+        raise BetaVAEError(f"the {name} split of this run is empty; choose --split train or test")
+    return split
+
+
+def image_file(run: Run, path: str | Path) -> torch.Tensor:
+    """A PNG as a (C,H,W) tensor in [0,1], refused unless it has the model's size."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture.convert("L"), dtype=np.float32) / 255
+    except FileNotFoundError:
+        raise BetaVAEError(f"image {path} does not exist; check the path") from None
+    except (OSError, UnidentifiedImageError) as error:
+        raise BetaVAEError(f"{path} is not a readable image ({error})") from None
+    _, h, w = run.image_shape
+    if array.shape != (h, w):
+        raise BetaVAEError(f"{path} is {array.shape[1]}x{array.shape[0]} but this model takes {w}x{h} images; "
+                           "resize it first")
+    return torch.from_numpy(array)[None]
+
+
+def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") -> Path:
+    if indices:
+        images = torch.stack([image(run, i, split) for i in indices])
+    else:
+        images = datalib.as_float(nonempty_split(run, split).images[:N_RECONSTRUCTIONS])
     picture = figures.reconstruction_grid(run.model, images, f"{split} images (top) and reconstructions (bottom)")
-    return figures.save_image(picture, run.out / "reconstruction.png")
+    return figures.save_image(picture, run.figure_dir / "reconstruction.png")
 
 
-def sample(run: FinishedRun, n: int = 64, seed: int | None = None, draw: bool = False) -> Path:
+def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False) -> Path:
     if n < 1:
         raise BetaVAEError(f"--n must be at least 1, got {n}")
     seed = run.config.seed + 2 if seed is None else seed
     noise = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed))
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
     picture = figures.sample_grid(run.model, noise, min(n, 8), f"z ~ N(0,I), seed {seed}: {what}", draw, seed)
-    return figures.save_image(picture, run.out / ("samples_drawn.png" if draw else "samples.png"))
+    return figures.save_image(picture, run.figure_dir / ("samples_drawn.png" if draw else "samples.png"))
 
 
-def interpolate(run: FinishedRun, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,
+def interpolate(run: Run, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,
                 steps: int = STEPS, method: str = "linear") -> Path:
     if steps < 2:
         raise BetaVAEError(f"--steps must be at least 2 (the two endpoints), got {steps}")
     if files:
         if len(files) != 2:
             raise BetaVAEError(f"--images takes exactly two PNG files, got {len(files)}")
-        images = [(run.image_file(files[0]), run.image_file(files[1]))]
+        images = [(image_file(run, files[0]), image_file(run, files[1]))]
     else:
-        images = [(run.image(a), run.image(b)) for a, b in (pairs or run.inputs.pairs)]
-    return save_interpolation(run.model, images, run.out, method, steps, f"interpolation_{method}.png")
+        pairs = pairs or default_pairs(run.reference_split(), N_PAIRS)
+        images = [(image(run, a), image(run, b)) for a, b in pairs]
+    return save_interpolation(run.model, images, run.figure_dir, method, steps, f"interpolation_{method}.png")
 
 
-def traverse(run: FinishedRun, index: int = 0, span: float = 3.0) -> Path:
+def traverse(run: Run, index: int = 0, span: float = 3.0) -> Path:
     if not span > 0:
         raise BetaVAEError(f"--span must be positive, got {span}")
-    return save_traversals(run.model, run.image(index), run.last_kl(), run.out, span)
+    return save_traversals(run.model, image(run, index), run.kl_per_dim, run.figure_dir, span)
 
 
-def latent_map(run: FinishedRun, method: str = "pca") -> Path:
+def latent_map(run: Run, method: str = "pca") -> Path:
     """From the means captured during training; captured now from the final model when training kept none."""
-    if not (run.run_dir / LATENTS).is_file():
-        means = posterior_means(run.model, run.inputs.map_images)
-        add_latents(run.run_dir, runs.read_status(run.run_dir)["epoch"], means, run.inputs.map_labels)
-    try:
-        return save_latent_map(run.run_dir, method, run.config.seed)
-    except ImportError as error:
-        raise BetaVAEError(str(error)) from None
+    if not (run.path / LATENTS).is_file():
+        inputs = Inputs.of(run.reference_split(), run.config)
+        add_latents(run.path, run.status["epoch"], run.model.posterior_means(inputs.map_images), inputs.map_labels)
+    return save_latent_map(run, method)
+
+
+def save_factor_figures(run: Run, result: dict, factor_names: tuple[str, ...], traversal_image: torch.Tensor
+                        ) -> list[Path]:
+    """The disentanglement figures: each latent's information about each factor, and traversals whose rows name the
+    factor each latent captures best."""
+    information = np.array(result["details"]["mig"]["normalized_mutual_information"])
+    heat = figures.save_figure(figures.information_figure(information, factor_names, result["kl_per_dim"]),
+                               run.figure_dir / "mutual_information.png")
+    labels = factor_labels(information, factor_names)
+    figure, _ = figures.traversal_figure(run.model, traversal_image, result["kl_per_dim"], row_labels=labels)
+    return [heat, figures.save_figure(figure, run.figure_dir / "traversal_factors.png")]
+
+
+def factor_labels(normalized_information: np.ndarray, factor_names: tuple[str, ...]) -> list[str]:
+    """For each latent, the factor it carries most information about, with that share of the factor's entropy."""
+    return [f"{factor_names[int(np.argmax(row))]} {np.max(row):.2f}" for row in normalized_information]

@@ -1,32 +1,31 @@
 """The training loop: Adam on the objective, per-epoch evaluation, atomic checkpoints, exact resume, clean Ctrl-C.
 
-Figures, TensorBoard and anything else that watches training are callbacks, so this module only trains.
+Figures, TensorBoard and anything else that watches training are callbacks (callbacks.py), what a checkpoint holds is
+checkpoint.py, and setting a run up (data, processes, resume) is fit.py, so this module only trains.
 """
 
 from __future__ import annotations
 
-import gc
 import math
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from tqdm import tqdm
 
-from . import data as datalib
-from . import cuda_graphs, distributed, models, objectives, runs
-from .config import Config
-from .errors import BetaVAEError
-from .likelihood import Totals, elbo_terms
+from .. import data as datalib
+from ..config import Config
+from ..errors import BetaVAEError
+from ..model import networks, objectives
+from ..model.likelihood import Totals, elbo_terms
+from . import checkpoint, cuda_graphs, distributed, folder
+from .callbacks import Callback, EpochEnd
+from .interrupts import StopRequests
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
 MAX_UNTRAINED_EVAL = 50_000  # the untrained model is evaluated on at most this many training images (dSprites: 717k)
-RESUMABLE_CHANGES = ("epochs", "device", "threads", "precision", "cuda_graphs")
 
 
 class TrainingDiverged(BetaVAEError):
@@ -35,22 +34,6 @@ class TrainingDiverged(BetaVAEError):
 
 class TrainingInterrupted(BetaVAEError):
     """Ctrl-C: a checkpoint was written and the run can be resumed."""
-
-
-@dataclass
-class EpochEnd:
-    """What a callback sees after each epoch (epoch 0 is the untrained model)."""
-
-    epoch: int
-    record: dict[str, Any]
-    model: models.VAE
-    data: datalib.Data
-    config: Config
-    run_dir: Path
-    is_last: bool
-
-
-Callback = Callable[[EpochEnd], None]
 
 
 def learning_rate(config: Config, progress: float) -> float:
@@ -75,8 +58,8 @@ class Trainer:
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         torch.manual_seed(config.seed)
-        self.model = models.build(config, data.image_shape)
-        models.init_output_bias(self.model, data.train.mean_image().nan_to_num(0.5))  # bad pixels: caught later
+        self.model = networks.build(config, data.image_shape)
+        networks.init_output_bias(self.model, data.train.mean_image().nan_to_num(0.5))  # bad pixels: caught later
         self.model.to(self.device)
         self.net = self.model
         if self.context.distributed:
@@ -101,7 +84,7 @@ class Trainer:
         self.out_of_time = False
         self.records: list[dict[str, Any]] = []
         self.partial: dict[str, Any] | None = None  # the epoch in progress: permutation, position, running totals
-        self.stop_requested = False
+        self.stops = StopRequests()
 
     @property
     def global_batch(self) -> int:
@@ -114,13 +97,13 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
         """Train until config.epochs, evaluating the untrained model first when starting fresh."""
-        with self._signals_request_stop():
+        with self.stops:
             if not self.records and self.epoch == 0:
                 self._finish_epoch(0, train_means=None, seconds=0.0)
             while self.epoch < self.config.epochs and not self.out_of_time:
                 self._train_epoch(self.epoch + 1)
         if self.context.is_main:
-            runs.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
+            folder.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
                               "time budget reached" if self.out_of_time else "")
 
     def _train_epoch(self, epoch: int) -> None:
@@ -140,7 +123,7 @@ class Trainer:
             if position % 20 == 0:
                 bar.set_postfix(loss=f"{terms.loss:.1f}", recon=f"{terms.recon:.1f}", kl=f"{terms.kl:.2f}")
             bar.update()
-            stop, self.clock = self.context.max([float(self.stop_requested), self._elapsed()], self.device)
+            stop, self.clock = self.context.max([float(self.stops.requested), self._elapsed()], self.device)
             if stop:
                 bar.close()
                 self._interrupt(epoch)
@@ -203,7 +186,7 @@ class Trainer:
 
     def _diverged(self, loss: float, epoch: int, where: str) -> None:
         if self.context.is_main:
-            runs.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
+            folder.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
         raise TrainingDiverged(
             f"loss became {loss} at epoch {epoch}, {where}; the weights and checkpoint of epoch {self.epoch} are "
             f"kept in {self.run_dir}; lower --lr or check the data")
@@ -214,11 +197,11 @@ class Trainer:
         if self.context.is_main:
             record = self._evaluate(epoch, train_means, seconds, images)
             self.records.append(record)
-            runs.write_metrics(self.run_dir, self.records)
-            runs.save_weights(self.run_dir, self.model, epoch)
-            runs.save_checkpoint(self.run_dir, self.checkpoint_state())
+            folder.write_metrics(self.run_dir, self.records)
+            folder.save_weights(self.run_dir, self.model, epoch)
+            folder.save_checkpoint(self.run_dir, checkpoint.capture(self))
             last = epoch == self.config.epochs or self.out_of_time
-            runs.write_status(self.run_dir, "finished" if last else "running", epoch, self.config.epochs,
+            folder.write_status(self.run_dir, "finished" if last else "running", epoch, self.config.epochs,
                               "time budget reached" if self.out_of_time else "")
             self.log(summary_line(record))
             for callback in self.callbacks:
@@ -246,74 +229,13 @@ class Trainer:
     def _interrupt(self, epoch: int) -> None:
         self.partial["totals"] = self.partial["totals"].reduced(self.context)  # rank 0 keeps the job's totals
         if self.context.is_main:
-            runs.save_checkpoint(self.run_dir, self.checkpoint_state())
-            runs.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
+            folder.save_checkpoint(self.run_dir, checkpoint.capture(self))
+            folder.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
                               f"stopped in epoch {epoch} after {self.partial['position']} batches")
         self.context.barrier()
         raise TrainingInterrupted(f"interrupted in epoch {epoch} (batch {self.partial['position']} of "
                                   f"{self.batches_per_epoch}); checkpoint written; resume with: "
                                   f"betavae train --resume {self.run_dir}")
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        state = {
-            "format": "betavae-checkpoint-1", "epoch": self.epoch, "step": self.step,
-            "trained_seconds": self.trained_seconds, "out_of_time": self.out_of_time,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "rng_torch": torch.get_rng_state(), "rng_data": self.generator.get_state(),
-            "rng_binarize": self.binarizer.get_state(),
-            "partial": self.partial and {**self.partial, "totals": self.partial["totals"].state()},
-        }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue exactly where a checkpoint left off (weights, optimizer, RNG streams, epoch in progress)."""
-        if not isinstance(state, dict) or state.get("format") != "betavae-checkpoint-1":
-            raise BetaVAEError(f"{self.run_dir / runs.CHECKPOINT} is not a betavae checkpoint")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise BetaVAEError(f"{self.run_dir / runs.CHECKPOINT} does not match this run's model ({error})") from None
-        self.epoch, self.step, self.partial = state["epoch"], state["step"], state["partial"]
-        self.trained_seconds = self.clock = state.get("trained_seconds", 0.0)
-        self.out_of_time = state.get("out_of_time", False)
-        torch.set_rng_state(state["rng_torch"])
-        self.generator.set_state(state["rng_data"])
-        if "rng_binarize" in state:  # checkpoints of earlier versions drew both from rng_data
-            self.binarizer.set_state(state["rng_binarize"])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        if self.partial is not None:
-            totals = Totals.from_state(self.partial["totals"], self.device) if self.context.is_main else \
-                Totals(self.config.latent_dim, self.device)  # the saved totals are the job's; count them once
-            self.partial.update(perm=self.partial["perm"].to(self.device), totals=totals)
-        self.records = [r for r in runs.read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
-
-    def _signals_request_stop(self):
-        """First Ctrl-C (or SIGTERM, as torchrun sends): finish the batch, checkpoint, exit cleanly. A second Ctrl-C
-        stops at once."""
-        trainer = self
-
-        class _Handler:
-            def __enter__(self):
-                self.previous = {}
-                if threading.current_thread() is threading.main_thread():
-                    self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-                return self
-
-            def handle(self, signum, frame):
-                if trainer.stop_requested:
-                    raise KeyboardInterrupt
-                trainer.stop_requested = True
-
-            def __exit__(self, *exc):
-                for signum, previous in self.previous.items():
-                    signal.signal(signum, previous)
-                return False
-
-        return _Handler()
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -326,60 +248,3 @@ def summary_line(record: dict[str, Any]) -> str:
     if record.get("images_per_second"):
         parts.append(f"{record['images_per_second']:.0f} img/s")
     return " | ".join(parts)
-
-
-def train(config: Config | None = None, run_dir: str | Path = "runs/betavae", *, resume: bool = False,
-          data: datalib.Data | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
-          log: Callable[[str], None] | None = None) -> Path:
-    """Train a model into run_dir (or continue one with resume=True) and return the run folder.
-
-    On resume the saved configuration is used; only epochs, device and threads may be changed.
-    """
-    run_dir = Path(run_dir)
-    if resume:
-        config = resumed_config(run_dir, config)
-        state = runs.load_checkpoint(run_dir)
-    else:
-        config = config or Config()
-        if (run_dir / runs.CONFIG).exists():
-            raise BetaVAEError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
-                               "or choose another --name")
-        state = None
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    context = distributed.from_environment(distributed.device_for(config.device))
-    trainer = None
-    try:
-        if data is None:
-            if not context.is_main:
-                context.barrier()  # rank 0 fetches (and caches) the data first
-            data = datalib.load(config.dataset, config.data_dir, config.val_size)
-            if context.is_main:
-                context.barrier()
-        if context.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            runs.save_config(run_dir, config, data.image_shape)
-        trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)
-        if state is not None:
-            trainer.restore(state)
-        trainer.run()
-        context.barrier()  # every rank done before any tears down
-    finally:
-        if context.distributed:
-            del trainer  # DDP's reducer must go before its process group, or the interpreter aborts at exit
-            gc.collect()
-            distributed.shutdown()
-    return run_dir
-
-
-def resumed_config(run_dir: Path, requested: Config | None) -> Config:
-    """The saved configuration, with the few fields that may change on resume taken from the request."""
-    saved, _ = runs.read_config(run_dir)
-    if requested is None:
-        return saved
-    changed = {k for k, v in requested.to_dict().items() if saved.to_dict()[k] != v}
-    refused = sorted(changed - set(RESUMABLE_CHANGES))
-    if refused:
-        raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
-                           f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
-    return saved.replace(**{k: getattr(requested, k) for k in changed})

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .objectives import Terms
+from ..model.objectives import Terms
 
 WARMUP_STEPS = 3  # eager runs on a side stream before capture, as CUDA graphs require (handles, autograd state)
 LossTerms = Callable[[torch.Tensor, "torch.Tensor | int"], Terms]

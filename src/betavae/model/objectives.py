@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import Config
+from ..config import Config
 
 Step = int | torch.Tensor  # the optimizer step; a 0-dim tensor inside a CUDA graph
 
@@ -58,8 +58,20 @@ class BetaVAELoss:
     """Higgins et al. (2017): recon + beta * KL, with beta optionally moving linearly from `start` (a warm-up from 0,
     or, from above beta, a noisy start that anneals down) over the first `warmup_steps` steps."""
 
+    name = "beta"
+    parameters = ("beta", "beta_warmup_steps", "beta_start")  # the configuration fields this objective reads
+
     def __init__(self, beta: float = 1.0, warmup_steps: int = 0, start: float = 0.0):
         self.beta, self.warmup_steps, self.start = beta, warmup_steps, start
+
+    @classmethod
+    def from_config(cls, config: Config) -> "BetaVAELoss":
+        return cls(config.beta, config.beta_warmup_steps, config.beta_start)
+
+    def describe(self) -> str:
+        """The loss in one line, with the weights it actually uses."""
+        warmup = f", beta moving from {self.start:g} over {self.warmup_steps} steps" if self.warmup_steps else ""
+        return f"beta-VAE: loss = recon + {self.beta:g} * KL{warmup}"
 
     def kl_weight(self, step: Step) -> float | torch.Tensor:
         return linear_anneal(self.start, self.beta, step, self.warmup_steps)
@@ -78,9 +90,20 @@ class BetaVAELoss:
 class CapacityLoss(BetaVAELoss):
     """Burgess et al. (2018): recon + gamma * |KL - C|, with C rising linearly from c_min to c_max over c_steps."""
 
+    name = "capacity"
+    parameters = ("gamma", "capacity_min", "capacity_max", "capacity_steps")
+
     def __init__(self, gamma: float = 1000.0, c_min: float = 0.0, c_max: float = 25.0, c_steps: int = 100_000):
         super().__init__(beta=gamma)
         self.gamma, self.c_min, self.c_max, self.c_steps = gamma, c_min, c_max, c_steps
+
+    @classmethod
+    def from_config(cls, config: Config) -> "CapacityLoss":
+        return cls(config.gamma, config.capacity_min, config.capacity_max, config.capacity_steps)
+
+    def describe(self) -> str:
+        return (f"capacity: loss = recon + {self.gamma:g} * |KL - C|, C from {self.c_min:g} to {self.c_max:g} nats "
+                f"over {self.c_steps} steps")
 
     def capacity(self, step: Step) -> float | torch.Tensor:
         return linear_anneal(self.c_min, self.c_max, step, self.c_steps)
@@ -92,8 +115,15 @@ class CapacityLoss(BetaVAELoss):
         return self.gamma * (kl - self.capacity(step)).abs()
 
 
+OBJECTIVES: dict[str, type[BetaVAELoss]] = {kind.name: kind for kind in (BetaVAELoss, CapacityLoss)}
+
+
 def build(config: Config) -> BetaVAELoss:
     """The objective a configuration names."""
-    if config.objective == "capacity":
-        return CapacityLoss(config.gamma, config.capacity_min, config.capacity_max, config.capacity_steps)
-    return BetaVAELoss(config.beta, config.beta_warmup_steps, config.beta_start)
+    return OBJECTIVES[config.objective].from_config(config)
+
+
+def settings(config: Config) -> dict[str, float | int]:
+    """The objective a configuration names and the values of the parameters it reads (and only those)."""
+    return {"objective": config.objective,
+            **{name: getattr(config, name) for name in OBJECTIVES[config.objective].parameters}}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .errors import BetaVAEError
+from ..errors import BetaVAEError
 
 
 @dataclass(frozen=True)

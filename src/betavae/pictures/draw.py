@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from . import atomic  # noqa: E402
-from .models import VAE  # noqa: E402
+from .. import atomic  # noqa: E402
+from ..model import VAE  # noqa: E402
 
 # Okabe-Ito (colour-blind safe) plus two distinct greys/browns for ten classes.
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999",
@@ -164,15 +164,29 @@ def traversal_gif(model: VAE, image: torch.Tensor, kl_per_dim: Sequence[float], 
 
 
 # --- latent maps ------------------------------------------------------------------------------------------------------
+def pca_2d(fit_on: np.ndarray, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """The projection to 2-D by scikit-learn's PCA fitted on some points: the one PCA of the figures and the report.
+    With fewer than two components to find (one point, or one latent), the missing coordinates are zero."""
+    from sklearn.decomposition import PCA
+
+    k = max(0, min(2, len(fit_on) - 1, fit_on.shape[1]))
+    pca = PCA(n_components=k, random_state=seed).fit(fit_on) if k > 0 else None
+
+    def project(points: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(points), 2), np.float32)
+        if pca is not None and len(points):
+            out[:, :k] = pca.transform(points)
+        return out
+
+    return project
+
+
 def reduce_2d(means_by_epoch: dict[int, np.ndarray], method: str = "pca", seed: int = 0
               ) -> tuple[dict[int, np.ndarray], bool]:
     """2-D embeddings per epoch and whether they share axes (PCA: fitted once on the last epoch and applied to all)."""
     if method == "pca":
-        from sklearn.decomposition import PCA
-
-        last = means_by_epoch[max(means_by_epoch)]
-        pca = PCA(n_components=2, random_state=seed).fit(last)
-        return {e: pca.transform(m) for e, m in means_by_epoch.items()}, True
+        project = pca_2d(means_by_epoch[max(means_by_epoch)], seed)
+        return {e: project(m) for e, m in means_by_epoch.items()}, True
     if method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -243,8 +257,9 @@ def curves_figure(records: list[dict]) -> plt.Figure:
     return figure
 
 
-def rate_distortion_figure(rows: list[dict]) -> plt.Figure:
-    """KL (rate) against reconstruction (distortion) per sweep point, with dotted lines of equal negative ELBO."""
+def rate_distortion_figure(rows: list[dict], parameter: str = "beta") -> plt.Figure:
+    """KL (rate) against reconstruction (distortion) per sweep point, with dotted lines of equal negative ELBO; points
+    coloured by the swept KL weight (beta, or gamma for the capacity objective)."""
     figure, axis = plt.subplots(figsize=(6, 4.5))
     rate = np.array([r["kl"] for r in rows])
     distortion = np.array([r["recon"] for r in rows])
@@ -253,15 +268,16 @@ def rate_distortion_figure(rows: list[dict]) -> plt.Figure:
         xs = np.linspace(0, max(rate.max() * 1.1, 1), 50)
         axis.plot(xs, level - xs, ":", color="#999", linewidth=0.8)
         axis.annotate(f"{level:.0f}", (xs[-1], level - xs[-1]), fontsize=7, color="#777")
-    for beta in sorted(set(r["beta"] for r in rows)):
-        chosen = [i for i, r in enumerate(rows) if r["beta"] == beta]
-        axis.scatter(rate[chosen], distortion[chosen], s=30, label=f"β = {beta:g}", zorder=3)
+    symbol = {"beta": "β", "gamma": "γ"}.get(parameter, parameter)
+    for value in sorted(set(r[parameter] for r in rows)):
+        chosen = [i for i, r in enumerate(rows) if r[parameter] == value]
+        axis.scatter(rate[chosen], distortion[chosen], s=30, label=f"{symbol} = {value:g}", zorder=3)
     axis.set_xlabel("rate: KL (nats/image)")
     axis.set_ylabel("distortion: reconstruction (nats/image)")
     axis.set_ylim(distortion.min() * 0.95, distortion.max() * 1.05)
     axis.set_xlim(0, max(rate.max() * 1.1, 1))
     axis.legend(fontsize=8)
-    axis.set_title("rate-distortion across β (dotted: equal negative ELBO)", fontsize=10)
+    axis.set_title(f"rate-distortion across {symbol} (dotted: equal negative ELBO)", fontsize=10)
     return figure
 
 

@@ -7,9 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import data as datalib
-from .data import Split
-from .models import VAE
+from .. import data as datalib
+from ..data import Split
+from .networks import VAE
 from .objectives import BetaVAELoss
 
 

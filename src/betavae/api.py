@@ -1,0 +1,73 @@
+"""What a user does, composed from the stages, for the command line and a notebook alike.
+
+`train` is the one entry point for training: with no configuration it trains the default preset exactly as
+`betavae train` does, names the run the same way, and installs the same callbacks (per-epoch figures, the report,
+TensorBoard when installed). `disentangle` scores a dSprites run, draws its figures and refreshes its report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from . import data as datalib
+from .config import DEFAULT_PRESET, Config, resolve
+from .evaluation import factors
+from .pictures import run_figures
+from .pictures.report import REPORT, write_report
+from .runs import Run
+from .training import Callback, fit, tensorboard
+
+
+def run_name(preset: str | None, config: Config) -> str:
+    """<preset>-<dataset>-<time>: the default name of a new run (user data sets are called "data")."""
+    dataset = config.dataset if config.dataset in datalib.registry.KNOWN else "data"
+    return f"{preset or DEFAULT_PRESET}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def default_callbacks(figures: bool = True, report: bool = True, tensorboard_log: bool | None = None
+                      ) -> list[Callback]:
+    """What watches a run unless told otherwise: TensorBoard when installed, the figures, and the report."""
+    callbacks: list[Callback] = []
+    if tensorboard_log or (tensorboard_log is None and tensorboard.available()):
+        callbacks.append(tensorboard.TensorBoardLog())
+    if figures:
+        callbacks.append(run_figures.TrainingFigures(report=report))
+    return callbacks
+
+
+def train(config: Config | None = None, run_dir: str | Path | None = None, *, preset: str | None = None,
+          resume: bool = False, changes: Mapping[str, Any] | Config | None = None, name: str | None = None,
+          runs: str | Path = "runs", data: datalib.Data | None = None, figures: bool = True, report: bool = True,
+          tensorboard_log: bool | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
+          log: Callable[[str], None] | None = None) -> Path:
+    """Train a new run, or continue one, and return its folder.
+
+    New run: `config` (default: the `preset`, itself by default the betavae preset) into `run_dir` (default
+    runs/<name>, the name by default <preset>-<dataset>-<time>). Resume (resume=True): the run at `run_dir`, with
+    `changes` (or `config`) changing only what a resume may change (epochs, device, threads, precision, cuda_graphs).
+    Figures, the report and TensorBoard watch unless turned off; `callbacks` are added to them.
+    """
+    watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the run to continue")
+        return fit(changes or config, run_dir, resume=True, data=data, callbacks=watchers, progress=progress,
+                   log=log)
+    config = config or resolve(preset)
+    run_dir = Path(run_dir) if run_dir is not None else Path(runs) / (name or run_name(preset, config))
+    return fit(config, run_dir, data=data, callbacks=watchers, progress=progress, log=log)
+
+
+def disentangle(run: Run | str | Path, seed: int = 0, data_dir: str | None = None,
+                sizes: dict[str, dict[str, Any]] | None = None,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The five disentanglement metrics of a finished dSprites run (RUN/disentanglement.json), its two factor figures,
+    and its report refreshed with both when it has one."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    result = factors.evaluate_run(run, seed, data_dir, sizes, **({"log": log} if log else {}))
+    run_figures.save_factor_figures(run, result, datalib.dsprites.FACTORS, factors.traversal_image())
+    if (run.path / REPORT).is_file():
+        write_report(run)  # the figures and the validation split only: the grid is not loaded again
+    return result

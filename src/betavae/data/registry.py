@@ -1,0 +1,121 @@
+"""Every data set by name: how it is fetched, loaded and validated, whether it has ground-truth factors, and which
+classifier scores its samples. Configuration, `betavae fetch`, loading, the classifier and the disentanglement command
+all ask this table, so a data set is interpreted in one place.
+
+A name is one of the known data sets, or a path: an .npz file or a folder of PNG files (the user's own images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import BetaVAEError
+from . import dsprites, images, sources
+from .dataset import Data, Split, split_raw
+from .packed import PackedImages
+from .sources import RawData
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One data set: how to obtain it (`fetch`, returning a one-line summary), load it split (`load`), and, where
+    that saves memory, load one split alone (`load_split`)."""
+
+    name: str
+    fetch: Callable[[str | None], str]
+    load: Callable[[str | None, int], Data]
+    factors: tuple[str, ...] = ()  # names of its ground-truth factors (those the disentanglement metrics need)
+    classifier: str | None = None  # name of the cached classifier that scores its samples (None: pass --classifier)
+
+    load_one: Callable[[str | None, int, str], Split] | None = None
+
+    @property
+    def has_factors(self) -> bool:
+        return bool(self.factors)
+
+    def load_split(self, data_dir: str | None, val_size: int, split: str) -> Split:
+        if self.load_one is not None:
+            return self.load_one(data_dir, val_size, split)
+        return self.load(data_dir, val_size).split(split)
+
+
+def _summary(name: str, raw: RawData) -> str:
+    return (f"{name}: {len(raw.train_images)} training and {len(raw.test_images)} test images of "
+            f"{raw.train_images.shape[1]}x{raw.train_images.shape[2]}, checksum {raw.checksum()[:16]}")
+
+
+def _idx_dataset(spec: sources.IdxDataset) -> Dataset:
+    """A data set published as IDX files (MNIST, Fashion-MNIST): fetched from the first source that works."""
+    return Dataset(spec.name,
+                   fetch=lambda data_dir: _summary(spec.name, sources.fetch(spec, data_dir)),
+                   load=lambda data_dir, val_size: split_raw(sources.fetch(spec, data_dir), val_size, spec.name),
+                   classifier=spec.name)
+
+
+def _user_dataset(path: Path, read: Callable[[Path], RawData]) -> Dataset:
+    """The user's own images; no classifier is known for them (train one with `betavae classifier train --out`)."""
+    return Dataset(str(path), fetch=lambda data_dir: _summary(str(path), read(path)),
+                   load=lambda data_dir, val_size: split_raw(read(path), val_size, str(path)))
+
+
+def load_dsprites(data_dir: str | None = None, val_size: int = 10000) -> Data:
+    """dSprites, bit-packed; held-out test and validation images drawn from the grid; labels are the shape."""
+    packed = dsprites.packed_images(data_dir)
+    split = {name: _dsprites_split(packed, index) for name, index in dsprites.split_indices(val_size).items()}
+    return Data("dsprites", split["train"], split["val"], split["test"])
+
+
+def load_dsprites_split(data_dir: str | None, val_size: int, name: str) -> Split:
+    """One split of dSprites alone (the 10,000 validation images need not copy the 717,280 training ones)."""
+    return _dsprites_split(dsprites.packed_images(data_dir), dsprites.split_indices(val_size)[name])
+
+
+def _dsprites_split(packed: np.ndarray, index: np.ndarray) -> Split:
+    labels = torch.from_numpy(dsprites.index_to_factors(index)[:, 0].astype(np.int64))  # the shape
+    return Split(PackedImages(packed[index], (1, dsprites.SIZE, dsprites.SIZE)), labels)
+
+
+def _fetch_dsprites(data_dir: str | None) -> str:
+    packed = dsprites.packed_images(data_dir)
+    source = data_dir or dsprites.cache_path()
+    return f"dsprites: {len(packed):,} binary images of {dsprites.SIZE}x{dsprites.SIZE} from {source}"
+
+
+KNOWN: dict[str, Dataset] = {
+    "mnist": _idx_dataset(sources.MNIST),
+    "fashion-mnist": _idx_dataset(sources.FASHION_MNIST),
+    "dsprites": Dataset("dsprites", _fetch_dsprites, load_dsprites, dsprites.FACTORS, load_one=load_dsprites_split),
+}
+
+
+def lookup(name: str) -> Dataset:
+    """The data set a name stands for, or a one-line error that lists what a name may be."""
+    if name in KNOWN:
+        return KNOWN[name]
+    path = Path(name)
+    if path.suffix == ".npz":
+        return _user_dataset(path, images.read_npz)
+    if path.is_dir():
+        return _user_dataset(path, images.read_png_folder)
+    raise BetaVAEError(f"unknown dataset {name!r}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder of "
+                       "PNGs; name a known data set or give the path to your own images")
+
+
+def load(name: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:
+    """Load a data set by name and split it (validation: the last `val_size` images of the official training set)."""
+    return lookup(name).load(data_dir, val_size)
+
+
+def load_split(name: str, data_dir: str | None, val_size: int, split: str) -> Split:
+    """One split of a data set (for data sets that can, without loading the others)."""
+    return lookup(name).load_split(data_dir, val_size, split)
+
+
+def fetch(name: str, data_dir: str | None = None) -> str:
+    """Obtain a data set (and cache it); returns a one-line summary of what was obtained."""
+    return lookup(name).fetch(data_dir)

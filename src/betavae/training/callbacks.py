@@ -1,0 +1,39 @@
+"""What watches training: a callback is called after every epoch with an `EpochEnd`. Figures, the report and
+TensorBoard are callbacks, so the trainer itself only trains; this module sits below both, so neither imports the
+other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Config
+from ..data import Data
+from ..model import VAE
+
+
+@dataclass
+class EpochEnd:
+    """What a callback sees after each epoch (epoch 0 is the untrained model)."""
+
+    epoch: int
+    record: dict[str, Any]
+    model: VAE
+    data: Data
+    config: Config
+    run_dir: Path
+    is_last: bool
+
+    @property
+    def kl_per_dim(self) -> list[float]:
+        """This epoch's KL per latent dimension: on the validation split, else on the training split."""
+        return kl_per_dim(self.record)
+
+
+Callback = Callable[[EpochEnd], None]
+
+
+def kl_per_dim(record: dict[str, Any]) -> list[float]:
+    """An epoch record's KL per latent dimension: on the validation split, else on the training split."""
+    return record.get("val", record["train"])["kl_per_dim"]

@@ -1,0 +1,159 @@
+"""The run folder's files, written by training and read by `betavae.runs.Run`: one module owns their format.
+
+    runs/<name>/config.json         resolved configuration, the objective's settings, image shape, versions
+    runs/<name>/model.safetensors   the latest weights (no code, safe to share)
+    runs/<name>/checkpoint.pt       everything to resume exactly (tensors only; read with weights_only=True)
+    runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
+    runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
+
+config.json and each metrics record carry `format`, the version of their layout: a reader knows what it holds and
+refuses, in one line, a folder written by a newer betavae; folders written before the field existed are format 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from .. import atomic
+from ..config import Config, from_dict
+from ..errors import BetaVAEError
+from ..model import networks, objectives
+from ..version import __version__
+
+CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt"
+METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
+FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
+
+
+def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:
+    atomic.write_json(run_dir / CONFIG, {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        "objective": {**objectives.settings(config), "loss": objectives.build(config).describe()},
+        "image_shape": list(image_shape),
+        "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "command": sys.argv,
+    })
+
+
+def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
+    """The configuration and image shape a run was made with, from its config.json (parsed once per call)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
+    path = run_dir / CONFIG
+    try:
+        meta = json.loads(path.read_text())
+        check_format(meta.get("format", 0), path)
+        return from_dict(meta["config"]), tuple(meta["image_shape"])
+    except FileNotFoundError:
+        raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+        raise BetaVAEError(f"{path} is corrupt ({error}); restore it or train again") from None
+
+
+def check_format(version: Any, path: Path) -> None:
+    """Refuse a file written by a newer betavae, whose layout this version cannot know."""
+    if not isinstance(version, int) or version > FORMAT:
+        raise BetaVAEError(f"{path} has format {version!r}, newer than this betavae reads ({FORMAT}); upgrade betavae")
+
+
+def save_weights(run_dir: Path, model: networks.VAE, epoch: int) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic.write_bytes(run_dir / WEIGHTS, save_safetensors_bytes(state, metadata={"epoch": str(epoch)}))
+
+
+def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int], device: str = "cpu"
+                 ) -> networks.VAE:
+    """The model a configuration describes with the run's latest weights, in eval mode."""
+    model = networks.build(config, image_shape)
+    weights = run_dir / WEIGHTS
+    try:
+        state = load_safetensors_bytes(weights.read_bytes())
+    except FileNotFoundError:
+        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} yet; the run has not finished an epoch") from None
+    except (SafetensorError, ValueError, OSError) as error:
+        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({error})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited checkpoint)") from None
+    return model.to(device).eval()
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic.write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The resume state, read with weights_only=True so that no code in it can run."""
+    path = run_dir / CHECKPOINT
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BetaVAEError(f"{run_dir} has no {CHECKPOINT} to resume from; start a new run instead") from None
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
+
+
+def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """All epoch records so far, as JSON lines and as CSV (per-dimension KL as kl_dim_<i> columns)."""
+    records = [{"format": FORMAT, **r} for r in records]
+    atomic.write_text(run_dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in records))
+    rows = [flatten(r) for r in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(run_dir / METRICS_CSV, out.getvalue())
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'val': {'kl_per_dim': [a, b]}} -> {'val_kl_per_dim_0': a, 'val_kl_per_dim_1': b}."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "_"))
+        elif isinstance(value, list):
+            flat.update({f"{name}_{i}": v for i, v in enumerate(value)})
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The epoch records so far (none before the first epoch ends)."""
+    path = Path(run_dir) / METRICS_JSONL
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for record in records:
+        check_format(record.get("format", 0), path)
+    return records
+
+
+def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: str = "") -> None:
+    atomic.write_json(run_dir / STATUS, {"state": state, "epoch": epoch, "epochs": epochs, "message": message})
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / STATUS).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
