@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Screenshot the top of a run's report (the latent explorer) with headless Chromium.
 #
-#   bash scripts/screenshot_report.sh RUN OUT.png [WIDTHxHEIGHT]
+#   bash scripts/screenshot_report.sh RUN OUT.png [WIDTHxHEIGHT]   (window size, default 1100x900)
 #
 # RUN is a run folder holding report.html (`betavae report RUN` writes one); OUT.png is written.
 # The browser is Debian's /usr/bin/chromium (or $CHROMIUM); nothing is downloaded.
