@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from betavae.training import folder
+from betavae.runs import Run
 from betavae.config import preset
 from betavae.data import Data, Split
 from betavae.training import fit as train
@@ -34,7 +34,7 @@ def images_per_second(data: Data, epochs: int, precision: str, graphs: bool) -> 
     config = preset("dsprites").replace(device="cuda", epochs=epochs, precision=precision, cuda_graphs=graphs)
     with tempfile.TemporaryDirectory() as folder:
         run = train(config, Path(folder) / "run", data=data, log=lambda line: None)
-        return statistics.median(r["images_per_second"] for r in folder.read_metrics(run)[2:])
+        return statistics.median(r["images_per_second"] for r in Run.open(run).metrics[2:])
 
 
 def main() -> None:

@@ -30,13 +30,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from betavae.errors import BetaVAEError
+from betavae.runs import Run
+
 BETAVAE = [sys.executable, "-m", "betavae"]  # the command line, installed or not (PYTHONPATH=src)
 VARIANTS = {  # name -> options on top of --preset dsprites
     "beta1": ["--beta", "1"],
     "beta4": ["--beta", "4"],
     "beta16": ["--beta", "16"],  # beyond the issue's {1, 4}: whether a strong KL weight aligns the axes here
     "capacity": ["--objective", "capacity", "--gamma", "1000", "--capacity-max", "25"],
-    # gamma 1000 (Burgess et al.) collapsed here twice (see the README); a tenth of it, as some re-implementations use
+    # gamma 1000 (Burgess et al.) collapsed here twice (see docs/dsprites.md); a tenth of it, as some re-implementations use
     "capacity-gamma100": ["--objective", "capacity", "--gamma", "100", "--capacity-max", "25"],
     # beta starts at 16 and anneals down over the first 10k steps: a noisy start, as the capacity ramp gives
     "beta1-anneal": ["--beta", "1", "--beta-start", "16", "--beta-warmup-steps", "10000"],
@@ -63,8 +66,8 @@ def train_command(run: Path, seed: int, args: argparse.Namespace) -> list[str]:
 
 def status(run: Path) -> str:
     try:
-        return json.loads((run / "status.json").read_text())["state"]
-    except (OSError, ValueError, KeyError):
+        return Run.open(run).status["state"]
+    except BetaVAEError:
         return "missing"
 
 
@@ -93,7 +96,7 @@ def run_folders(runs: Path, seeds: list[int], names: list[str]) -> list[tuple[in
 
 def summary(run: Path) -> list[float]:
     """Steps, training minutes, validation recon and KL, then the scores of a finished, scored run."""
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    metrics = Run.open(run).metrics
     scores = json.loads((run / "disentanglement.json").read_text())["scores"]
     last = metrics[-1]
     minutes = sum(r["train_seconds"] for r in metrics) / 60

@@ -14,17 +14,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from betavae.training import folder
+from betavae.runs import Run
 
 
-def run(folder: Path, name: str, processes: int, threads: int, batch: int, epochs: int) -> list[float]:
+def run(runs: Path, name: str, processes: int, threads: int, batch: int, epochs: int) -> list[float]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                 "-m", "betavae"] if processes > 1 else [sys.executable, "-m", "betavae"]
     subprocess.run([*launcher, "train", "--preset", "vae", "--epochs", str(epochs), "--batch-size", str(batch),
-                    "--threads", str(threads), "--no-figures", "--runs", str(folder), "--name", name],
+                    "--threads", str(threads), "--no-figures", "--runs", str(runs), "--name", name],
                    check=True, capture_output=True, stdin=subprocess.DEVNULL, env=env)
-    return [r["images_per_second"] for r in folder.read_metrics(folder / name)[1:]]
+    return [r["images_per_second"] for r in Run.open(runs / name).metrics[1:]]
 
 
 def main() -> None:

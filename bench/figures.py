@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed_run(config, folder: Path, with_figures: bool, data) -> tuple[float, Path]:
-    callbacks = [gallery.TrainingFigures()] if with_figures else []
     start = time.perf_counter()
-    run = betavae.train(config, folder, data=data, callbacks=callbacks, progress=False, log=lambda line: None)
+    run = betavae.train(config, folder, data=data, figures=with_figures, tensorboard_log=False, progress=False,
+                        log=lambda line: None)
     return time.perf_counter() - start, run
 
 

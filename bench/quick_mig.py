@@ -16,15 +16,14 @@ import argparse
 import numpy as np
 import torch
 
-from betavae import runs
-from betavae.training import folder
+from betavae.runs import Run
 from betavae.data import dsprites
 from betavae.evaluation.disentanglement import GroundTruth, mig_metric
 
 
-def encoder_of(run: str, batch_size: int = 2000):
+def encoder_of(run: Run, batch_size: int = 2000):
     """Factor levels (N, 5) -> posterior means (N, D), rendering only the images asked for."""
-    model = runs.load(run)
+    model = run.model
 
     @torch.no_grad()
     def represent(factors: np.ndarray) -> np.ndarray:
@@ -46,14 +45,15 @@ def correlations(truth: GroundTruth, n: int = 10_000) -> np.ndarray:
     return np.abs(matrix)
 
 
-def describe(run: str) -> str:
+def describe(path: str) -> str:
+    run = Run.open(path)
     truth = GroundTruth(dsprites.SIZES, encoder_of(run), dsprites.FACTORS)
     result = mig_metric(truth, seed=0)
     correlation = correlations(truth)
     information = np.array(result["normalized_mutual_information"])
-    last = folder.read_metrics(run)[-1]
+    last = run.last_record
     split = last.get("val", last["train"])
-    lines = [f"{run}: epoch {last['epoch']} step {last['step']} recon {split['recon']:.1f} KL {split['kl']:.1f} "
+    lines = [f"{path}: epoch {last['epoch']} step {last['step']} recon {split['recon']:.1f} KL {split['kl']:.1f} "
              f"MIG {result['mig']:.3f}"]
     for latent, kl in enumerate(split["kl_per_dim"]):
         if kl > 0.1:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import betavae
+from betavae.training import fit
 from betavae import data as datalib
 from betavae.model.likelihood import elbo_terms
 from betavae.model.objectives import BetaVAELoss
@@ -80,8 +81,8 @@ def ours(data: datalib.Data, budget: float, args) -> tuple[float, float, int, fl
                                            hidden=tuple(int(h) for h in args.hidden.split(",")),
                                            activation=args.activation)
     with tempfile.TemporaryDirectory() as tmp:
-        run = betavae.train(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
-        records = betavae.training.folder.read_metrics(run)
+        run = fit(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
+        records = betavae.Run.open(run).metrics
         seconds = sum(r["train_seconds"] for r in records)
         model = betavae.load(run)
         score = elbo_terms(model, data.test, BetaVAELoss(1.0), "binary", seed=7)["neg_elbo"]

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import betavae
+from betavae.training import fit
 from betavae import data as datalib
 from betavae.model import objectives
 from betavae.model.likelihood import elbo_terms
@@ -102,7 +103,7 @@ def quality(epochs: int, val_sizes: list[int]) -> None:
                                                    lr_schedule=schedule)
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                run = betavae.train(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
+                run = fit(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
                 seconds = time.perf_counter() - start
                 model = betavae.load(run)
                 scores = [elbo_terms(model, data.test, objectives.BetaVAELoss(1.0), "grey", seed=s)["neg_elbo"]

@@ -9,7 +9,6 @@ import pytest
 
 import betavae
 from betavae.training import folder
-from betavae.pictures.run_figures import TrainingFigures
 
 pytestmark = pytest.mark.skipif(os.environ.get("BETAVAE_REAL_DATA") != "1",
                                 reason="real-data check; set BETAVAE_REAL_DATA=1 (make test does)")
@@ -22,7 +21,7 @@ def _real_cache(monkeypatch):
 
 
 def test_one_real_epoch_lowers_the_validation_loss(tmp_path):
-    run = betavae.train(betavae.preset("betavae").replace(epochs=1), tmp_path / "run", callbacks=[TrainingFigures()])
+    run = betavae.train(betavae.preset("betavae").replace(epochs=1), tmp_path / "run")  # figures and report by default
     records = folder.read_metrics(run)
     print(f"real MNIST: validation loss {records[0]['val']['loss']:.2f} -> {records[1]['val']['loss']:.2f}")
     assert len(records[0]["val"]["kl_per_dim"]) == 20

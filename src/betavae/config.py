@@ -123,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      latent_dim=10, beta=4.0, batch_size=64, lr=1e-3, lr_schedule="cosine", epochs=30,
                      figure_epochs=(0, 1, 2, 5, 10, 20), latent_map_epochs=(0, 1, 5)),
     # Controlled capacity (Burgess et al. 2018): KL pulled towards a capacity C rising from 0 to 25 nats. gamma 100,
-    # not their 1000: at 1000 the encoder met the KL target with input-independent means on dSprites, twice (README).
+    # not their 1000: at 1000 the encoder met the KL target with input-independent means on dSprites, twice (docs/dsprites.md).
     "capacity": dict(objective="capacity", gamma=100.0, capacity_min=0.0, capacity_max=25.0,
                      capacity_steps=100_000),
 }
