@@ -27,6 +27,10 @@ def npz(tmp_path):
     (["evaluate", "/nonexistent/run"], "does not exist"),
     (["disentanglement", "/nonexistent/run"], "does not exist"),
     (["train", "--dataset", "dsprites", "--data-dir", "/nonexistent"], "does not exist; pass --data-dir"),
+    (["train", "--cuda-graphs", "flase"], "not a valid boolean (true or false); fix --cuda-graphs"),
+    (["fetch", "nonsense"], "unknown dataset 'nonsense'"),
+    (["sweep", "--beta", "1,4", "--preset", "capacity"], "the capacity objective ignores beta"),
+    (["sweep", "--gamma", "10,100"], "the beta objective ignores gamma"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert cli.main(argv) == 1
@@ -48,3 +52,22 @@ def test_presets_are_listed(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "description" in out and "betavae" in out and "beta=4.0" in out
+
+
+def test_fetch_dsprites_goes_through_the_registry(monkeypatch, capsys):
+    from betavae.data import dsprites
+
+    monkeypatch.setattr(dsprites, "packed_images", lambda data_dir=None, log=None: np.zeros((7, 512), np.uint8))
+    assert cli.main(["fetch", "dsprites"]) == 0
+    assert capsys.readouterr().out.startswith("dsprites: 7 binary images of 64x64")
+
+
+def test_sweep_varies_gamma_for_the_capacity_objective(npz, tmp_path, capsys):
+    argv = ["sweep", "--gamma", "1,200", "--preset", "capacity", "--capacity-max", "3", "--capacity-steps", "5",
+            "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2", "--epochs", "1",
+            "--runs", str(tmp_path), "--name", "g"]
+    assert cli.main(argv) == 0
+    rows = (tmp_path / "g" / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("gamma,seed") and len(rows) == 3
+    configs = [folder.read_config_file(tmp_path / "g" / f"gamma-{g}-seed-0")[0] for g in (1, 200)]
+    assert [c.gamma for c in configs] == [1.0, 200.0] and configs[0].beta == configs[1].beta

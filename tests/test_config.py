@@ -15,10 +15,18 @@ from betavae.errors import BetaVAEError
     (dict(beta=float("nan")), "beta must be at least 0"),
     (dict(hidden=()), "hidden must list"),
     (dict(dataset="nonsense"), "dataset 'nonsense'"),
+    (dict(cuda_graphs="flase"), "cuda_graphs got 'flase', which is not a valid boolean"),
+    (dict(cuda_graphs="maybe"), "fix --cuda-graphs"),
 ])
 def test_invalid_values_are_refused(bad, message):
     with pytest.raises(BetaVAEError, match=message):
-        Config(**bad)
+        config.from_dict(bad)
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("Yes", True), ("1", True), ("on", True),
+                                         ("false", False), ("no", False), ("0", False), ("OFF", False)])
+def test_booleans_are_strict(text, value):
+    assert config.from_dict({"cuda_graphs": text}).cuda_graphs is value
 
 
 def test_presets():

@@ -285,3 +285,36 @@ def test_bool_images_are_binary_already_and_pass_through_without_a_draw():
     state = g.get_state()
     assert torch.equal(datalib.prepare(x, "binary", g), x.float())
     assert torch.equal(g.get_state(), state)
+
+
+def test_packed_images_unpack_only_what_is_asked_for():
+    from betavae.data import PackedImages
+
+    images = torch.rand(37, 1, 5, 7) > 0.5  # 35 pixels: rows of 5 bytes, the last one padded
+    rows = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
+    packed = PackedImages(rows, (1, 5, 7))
+    assert len(packed) == 37 and packed.shape == images.shape and not packed.is_floating_point()
+    assert torch.equal(packed[:], images) and torch.equal(packed[3], images[3])
+    index = torch.tensor([30, 2, 2])
+    assert torch.equal(packed[index], images[index]) and torch.equal(packed.take(index)[:], images[index])
+    assert torch.equal(torch.cat(list(packed.split(10))), images)
+    split = datalib.Split(packed, torch.arange(37))
+    assert isinstance(split.sample(10).images, PackedImages)  # a sample stays packed
+    assert torch.allclose(split.mean_image(chunk=8), images.float().mean(0))
+    with pytest.raises(ValueError, match="do not hold images"):
+        PackedImages(rows, (1, 6, 7))
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    import os
+
+    from betavae import atomic
+
+    synced, renamed = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: renamed.append(len(synced)) or real_replace(a, b))
+    atomic.write_text(tmp_path / "x.json", "{}")
+    assert (tmp_path / "x.json").read_text() == "{}"
+    assert renamed == [1] and ".x.json." in synced[0]  # the file's contents first, then the rename
+    assert synced[1] == str(tmp_path)  # then the folder, so the rename itself survives a power cut

@@ -75,3 +75,15 @@ def test_capacity_objective_pulls_kl_towards_c():
     assert capacity.capacity(5) == 10.0
     terms = capacity(*batch, step=5)
     assert terms.loss.item() == pytest.approx(terms.recon.item() + 10 * abs(terms.kl.item() - 10.0), rel=1e-6)
+
+
+def test_each_objective_declares_the_parameters_it_reads():
+    from betavae.config import OBJECTIVES as NAMES
+    from betavae.model.objectives import OBJECTIVES, settings
+
+    assert set(OBJECTIVES) == set(NAMES)
+    beta = Config(beta=3.0, gamma=7.0)
+    assert settings(beta) == {"objective": "beta", "beta": 3.0, "beta_warmup_steps": 0, "beta_start": 0.0}
+    capacity = settings(beta.replace(objective="capacity"))
+    assert capacity["gamma"] == 7.0 and "beta" not in capacity
+    assert build(beta).describe() == "beta-VAE: loss = recon + 3 * KL"

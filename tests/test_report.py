@@ -82,3 +82,22 @@ def test_report_is_self_contained(report_run):
     page = (report_run / "report.html").read_text()
     assert "http://" not in page and "https://" not in page and "<script src" not in page
     assert 'id="explorer-data"' in page and "data:image/png;base64" in page
+
+
+def test_the_report_map_is_the_figures_pca(report_run):
+    """One PCA (scikit-learn's) for the report and the figures, so the two maps cannot disagree in sign."""
+    import base64
+
+    import numpy as np
+
+    from betavae.pictures.draw import pca_2d
+    from betavae.runs import Run
+
+    page = (report_run / "report.html").read_text()
+    payload = json.loads(page.split('id="explorer-data">')[1].split("</script>")[0].replace("<\\/", "</"))
+    decode = lambda text: np.frombuffer(base64.b64decode(text), dtype="<f4")  # noqa: E731
+    means = decode(payload["points"]["means"]).reshape(-1, payload["latent_dim"])
+    xy = decode(payload["points"]["xy"]).reshape(-1, 2)
+    run = Run.open(report_run)
+    assert np.allclose(xy, pca_2d(means, run.config.seed)(means), atol=1e-5)
+    assert np.allclose(means, run.model.posterior_means(synthetic_data().val.images[:len(means)]), atol=1e-5)

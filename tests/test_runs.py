@@ -1,0 +1,83 @@
+"""The Run object: a run folder opened once, its parts loaded on first use and only as far as needed."""
+
+import json
+
+import pytest
+
+from betavae import data as datalib
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.runs import Run
+from betavae.training import fit, folder
+
+TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=2)
+
+
+@pytest.fixture
+def run_dir(tmp_path, data):
+    return fit(TINY, tmp_path / "r", data=data, log=lambda line: None)
+
+
+def test_config_is_parsed_once_per_open(run_dir, monkeypatch):
+    calls = []
+    real = folder.read_config_file
+    monkeypatch.setattr(folder, "read_config_file", lambda path: calls.append(path) or real(path))
+    run = Run.open(run_dir)
+    run.require_finished(), run.kl_per_dim, run.objective, run.model, run.metrics, run.describe_objective()
+    assert len(calls) == 1
+    assert run.config == TINY and run.image_shape == (1, 12, 12)
+
+
+def test_the_last_epochs_kl_and_the_model(run_dir):
+    run = Run.open(run_dir)
+    assert run.kl_per_dim == folder.read_metrics(run_dir)[-1]["val"]["kl_per_dim"]
+    assert run.model.latent_dim == 3 and not run.model.training
+    assert run.figure_dir == run_dir / "figures"
+    assert Run.open(run_dir / folder.WEIGHTS).path == run_dir  # a weights file opens its run
+
+
+def test_only_the_split_asked_for_is_loaded(run_dir, monkeypatch, data):
+    asked = []
+    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split: asked.append(split) or
+                        data.split(split))
+    monkeypatch.setattr(datalib, "load", lambda *a, **k: pytest.fail("the whole data set was loaded"))
+    run = Run.open(run_dir)
+    assert len(run.reference_split()) == len(data.val) and len(run.split("val")) == len(data.val)
+    assert asked == ["val"]  # cached after the first load
+    with pytest.raises(BetaVAEError, match="unknown split 'dev'"):
+        run.split("dev")
+
+
+def test_an_unfinished_run_is_refused_with_the_command_that_finishes_it(run_dir):
+    folder.write_status(run_dir, "interrupted", 0, 1)
+    with pytest.raises(BetaVAEError, match=f"finish it with: betavae train --resume {run_dir}"):
+        Run.open(run_dir, finished=True)
+
+
+def test_runs_written_before_format_versions_still_open(run_dir):
+    meta = json.loads((run_dir / folder.CONFIG).read_text())
+    assert meta["format"] == folder.FORMAT
+    del meta["format"], meta["objective"]
+    (run_dir / folder.CONFIG).write_text(json.dumps(meta))
+    records = [json.loads(line) for line in (run_dir / folder.METRICS_JSONL).read_text().splitlines()]
+    assert all(r["format"] == folder.FORMAT for r in records)
+    (run_dir / folder.METRICS_JSONL).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "format"}) +
+                                                       "\n" for r in records))
+    run = Run.open(run_dir)
+    assert run.config == TINY and len(run.metrics) == 2
+
+
+def test_a_run_from_a_newer_betavae_is_refused_in_one_line(run_dir):
+    meta = json.loads((run_dir / folder.CONFIG).read_text())
+    (run_dir / folder.CONFIG).write_text(json.dumps({**meta, "format": folder.FORMAT + 1}))
+    with pytest.raises(BetaVAEError, match="newer than this betavae reads.*upgrade betavae"):
+        Run.open(run_dir)
+
+
+def test_config_json_names_the_objective_and_only_the_parameters_it_reads(tmp_path, data):
+    capacity = TINY.replace(objective="capacity", gamma=50.0, capacity_max=5.0)
+    run = Run.open(fit(capacity, tmp_path / "c", data=data, log=lambda line: None))
+    meta = json.loads((run.path / folder.CONFIG).read_text())
+    assert meta["objective"]["objective"] == "capacity" and meta["objective"]["gamma"] == 50.0
+    assert "beta" not in meta["objective"] and "beta" not in run.objective
+    assert "50 * |KL - C|" in run.describe_objective() and "beta" not in run.describe_objective()
