@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from betavae.runs import Run
 from betavae.config import preset
 from betavae.data import Data, Split
-from betavae.training import fit as train
+from betavae.runs import Run
+from betavae.training import fit
 
 
 def random_binary(n: int, seed: int) -> Split:
@@ -33,7 +33,7 @@ def random_binary(n: int, seed: int) -> Split:
 def images_per_second(data: Data, epochs: int, precision: str, graphs: bool) -> float:
     config = preset("dsprites").replace(device="cuda", epochs=epochs, precision=precision, cuda_graphs=graphs)
     with tempfile.TemporaryDirectory() as folder:
-        run = train(config, Path(folder) / "run", data=data, log=lambda line: None)
+        run = fit(config, Path(folder) / "run", data=data, log=lambda line: None)
         return statistics.median(r["images_per_second"] for r in Run.open(run).metrics[2:])
 
 

@@ -2,7 +2,7 @@
 bit-packed (what `--dataset dsprites` does: a batch is unpacked per step) against bool (8x the memory) and float32
 (32x), same model, same process; then the
 same model trained in bf16 autocast (`--precision bf16`) against fp32, each with channels-last weights (what
-`models.build` gives) and with the default contiguous layout.
+`model.build` gives) and with the default contiguous layout.
 
 Throughput: the `dsprites` preset's conv model on the first 100k training images, batch 64; the variants alternate
 slices of 200 steps, 5 times each (precision: 100 steps, 3 times), and the medians are compared.
@@ -20,14 +20,12 @@ import time
 import numpy as np
 import torch
 
-from betavae import config as configlib
-from betavae.model import networks as models
-from betavae.model import objectives
-from betavae import data as datalib
+from betavae import config as configlib, data as datalib
 from betavae.data import dataset, dsprites
+from betavae.model import networks, objectives
 
 
-def images_per_second(images: torch.Tensor | datalib.PackedImages, model: models.VAE, steps: int = 200, batch: int = 64,
+def images_per_second(images: torch.Tensor | datalib.PackedImages, model: networks.VAE, steps: int = 200, batch: int = 64,
                       bf16: bool = False) -> float:
     objective = objectives.build(configlib.preset("dsprites"))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
@@ -58,13 +56,13 @@ def main() -> None:
     print(f"loading dSprites from the cache (packed, split): {time.perf_counter() - start:.1f} s")
     as_packed = data.train.images.take(slice(0, 100_000))
     torch.manual_seed(0)
-    model = models.build(configlib.preset("dsprites"), data.image_shape)
+    model = networks.build(configlib.preset("dsprites"), data.image_shape)
     if not args.precision_only:
         compare_storage(as_packed, model)
     compare_precision_and_layout(as_packed, model, data.image_shape)
 
 
-def compare_storage(as_packed: datalib.PackedImages, model: models.VAE) -> None:
+def compare_storage(as_packed: datalib.PackedImages, model: networks.VAE) -> None:
     """Training speed with the images kept bit-packed (as loaded), as bool and as float32."""
     as_bool = as_packed[:]
     as_float = as_bool.float()
@@ -81,10 +79,10 @@ def compare_storage(as_packed: datalib.PackedImages, model: models.VAE) -> None:
           f"; packed / bool {medians['packed'] / medians['bool']:.3f}")
 
 
-def compare_precision_and_layout(images: datalib.PackedImages, channels_last: models.VAE,
+def compare_precision_and_layout(images: datalib.PackedImages, channels_last: networks.VAE,
                                  image_shape: tuple[int, int, int]) -> None:
     """fp32 and bf16 training speed with channels-last weights (as built) and with contiguous ones."""
-    contiguous = models.build(configlib.preset("dsprites"), image_shape).to(memory_format=torch.contiguous_format)
+    contiguous = networks.build(configlib.preset("dsprites"), image_shape).to(memory_format=torch.contiguous_format)
     variants = {"fp32 channels-last": (channels_last, False), "bf16 channels-last": (channels_last, True),
                 "fp32 contiguous": (contiguous, False), "bf16 contiguous": (contiguous, True)}
     rates: dict[str, list[float]] = {name: [] for name in variants}

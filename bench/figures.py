@@ -19,8 +19,7 @@ from pathlib import Path
 
 import betavae
 from betavae import data as datalib
-from betavae.pictures import draw as figures
-from betavae.pictures import run_figures as gallery
+from betavae.pictures import draw, run_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +46,10 @@ def main() -> None:
         print(f"  without figures {plain:.1f} s, with figures {drawn:.1f} s: overhead {100 * (drawn / plain - 1):+.1f}% "
               "(target <= 10%)")
 
-        means, _ = gallery.read_latents(run)
+        means, _ = run_figures.read_latents(run)
         last = means[max(means)]
         start = time.perf_counter()
-        figures.reduce_2d({0: last}, "tsne", seed=0)
+        draw.reduce_2d({0: last}, "tsne", seed=0)
         print(f"t-SNE of {len(last)} posterior means ({last.shape[1]}-dim): {time.perf_counter() - start:.1f} s "
               "(target <= 30 s)")
 

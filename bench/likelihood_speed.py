@@ -17,21 +17,21 @@ import torch
 
 import betavae
 from betavae import data as datalib
-from betavae.model import networks as models
+from betavae.model import networks
 from betavae.model.likelihood import iwae_bound
 
 
-def model_for(arch: str, run: str | None) -> models.VAE:
+def model_for(arch: str, run: str | None) -> networks.VAE:
     if run:
         return betavae.load(run)
     torch.manual_seed(0)
     config = betavae.preset("vae" if arch == "mlp" else "conv").replace(latent_dim=20, pixels="binary")
     if arch == "mlp":
         config = config.replace(hidden=(500, 500))
-    return models.build(config, (1, 28, 28))
+    return networks.build(config, (1, 28, 28))
 
 
-def timed_bound(model: models.VAE, images: torch.Tensor, k: int) -> tuple[float, float]:
+def timed_bound(model: networks.VAE, images: torch.Tensor, k: int) -> tuple[float, float]:
     start = time.perf_counter()
     bounds = iwae_bound(model, images, k, seed=0, binarize_seed=7)
     return time.perf_counter() - start, float(-bounds.mean())

@@ -16,9 +16,9 @@ import argparse
 import numpy as np
 import torch
 
-from betavae.runs import Run
 from betavae.data import dsprites
 from betavae.evaluation.disentanglement import GroundTruth, mig_metric
+from betavae.runs import Run
 
 
 def encoder_of(run: Run, batch_size: int = 2000):

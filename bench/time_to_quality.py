@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import betavae
-from betavae.training import fit
 from betavae import data as datalib
 from betavae.model.likelihood import elbo_terms
 from betavae.model.objectives import BetaVAELoss
+from betavae.training import fit
 
 from training import ExamplesVAE, TensorImages  # bench/training.py, beside this file
 

@@ -22,11 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import betavae
-from betavae.training import fit
 from betavae import data as datalib
 from betavae.model import objectives
 from betavae.model.likelihood import elbo_terms
-from betavae.training import Trainer
+from betavae.training import Trainer, fit
 
 
 class ExamplesVAE(nn.Module):

@@ -1,7 +1,7 @@
 import pytest
 
 from betavae import config
-from betavae.config import Config, preset, resolve
+from betavae.config import preset, resolve
 from betavae.errors import BetaVAEError
 
 

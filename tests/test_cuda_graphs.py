@@ -7,11 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from betavae.training import folder
-from betavae.training import cuda_graphs
 from betavae.model import objectives
+from betavae.training import cuda_graphs, fit, folder
 from betavae.training.cuda_graphs import GraphedGradients
-from betavae.training import fit as train
 
 from .test_training import TINY, weights
 
@@ -36,9 +34,9 @@ def rerun_instead_of_capture(monkeypatch) -> list[int]:
 def test_graphed_steps_follow_the_eager_trajectory(tmp_path, data, monkeypatch):
     # batch 40 of 192 images: four full batches and a short one per epoch; the capacity target moves every step
     config = TINY.replace(batch_size=40, objective="capacity", gamma=50.0, capacity_max=5.0, capacity_steps=6)
-    eager = train(config, tmp_path / "eager", data=data, log=lambda line: None)
+    eager = fit(config, tmp_path / "eager", data=data, log=lambda line: None)
     replays = rerun_instead_of_capture(monkeypatch)
-    graphed = train(config, tmp_path / "graphed", data=data, log=lambda line: None)
+    graphed = fit(config, tmp_path / "graphed", data=data, log=lambda line: None)
     assert len(replays) == 2 * 4  # the full batches replayed; the short ones ran eagerly
     a, b = weights(eager), weights(graphed)
     for key in a:
@@ -49,7 +47,7 @@ def test_graphed_steps_follow_the_eager_trajectory(tmp_path, data, monkeypatch):
 
 def test_cuda_graphs_can_be_turned_off(tmp_path, data, monkeypatch):
     replays = rerun_instead_of_capture(monkeypatch)
-    train(TINY.replace(epochs=1, cuda_graphs=False), tmp_path / "r", data=data, log=lambda line: None)
+    fit(TINY.replace(epochs=1, cuda_graphs=False), tmp_path / "r", data=data, log=lambda line: None)
     assert replays == []
 
 
@@ -87,7 +85,7 @@ def test_graph_replays_give_eager_gradients():
 @needs_cuda
 def test_cuda_graph_training_matches_eager_training_roughly(tmp_path, data):
     config = TINY.replace(epochs=1, device="cuda", batch_size=40)
-    graphed = train(config, tmp_path / "graphed", data=data, log=lambda line: None)
-    eager = train(config.replace(cuda_graphs=False), tmp_path / "eager", data=data, log=lambda line: None)
+    graphed = fit(config, tmp_path / "graphed", data=data, log=lambda line: None)
+    eager = fit(config.replace(cuda_graphs=False), tmp_path / "eager", data=data, log=lambda line: None)
     loss = lambda run: folder.read_metrics(run)[1]["val"]["loss"]  # noqa: E731
     assert loss(graphed) == pytest.approx(loss(eager), rel=0.05)

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from betavae import cli
-from betavae.model import networks as models
+from betavae.config import Config
 from betavae.evaluation import quality
 from betavae.evaluation.classifier import DigitClassifier, random_shift, save_classifier
-from betavae.config import Config
+from betavae.model import networks
 from betavae.model.likelihood import elbo_terms, importance_weighted_log_likelihood, iwae_bound
 from betavae.model.objectives import BetaVAELoss
-from betavae.sweep import SUMMARY_CSV, SUMMARY_MD, FIGURE
+from betavae.sweep import FIGURE, SUMMARY_CSV, SUMMARY_MD
 
 from .conftest import synthetic_images
 
@@ -25,7 +25,7 @@ SHAPE = (1, 12, 12)
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return models.build(Config(hidden=(16,), latent_dim=3), SHAPE).eval()
+    return networks.build(Config(hidden=(16,), latent_dim=3), SHAPE).eval()
 
 
 def binary_images(n=40, seed=0):

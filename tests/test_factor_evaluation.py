@@ -8,13 +8,13 @@ import torch
 
 from betavae import runs
 from betavae.api import disentangle
-from betavae.evaluation import factors as factor_evaluation
-from betavae.pictures.run_figures import factor_labels
-from betavae.runs import Run
 from betavae.config import Config
 from betavae.data import Data, Split, dsprites
 from betavae.errors import BetaVAEError
-from betavae.training import fit as train
+from betavae.evaluation import factors
+from betavae.pictures.run_figures import factor_labels
+from betavae.runs import Run
+from betavae.training import fit
 
 SMALL = dict(beta_vae=dict(num_train=200, num_eval=100), factor_vae=dict(num_train=200, num_eval=100,
              num_variance_estimate=1000), mig=dict(num_train=2000), dci=dict(num_train=300, num_test=100),
@@ -32,7 +32,7 @@ def tiny_dsprites(n: int = 96) -> Data:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     config = Config(dataset="dsprites", pixels="binary", hidden=(16,), latent_dim=6, batch_size=32, epochs=1)
-    return train(config, tmp_path_factory.mktemp("runs") / "d", data=tiny_dsprites(), log=lambda line: None)
+    return fit(config, tmp_path_factory.mktemp("runs") / "d", data=tiny_dsprites(), log=lambda line: None)
 
 
 def test_grid_codes_are_the_posterior_means_in_index_order(run):
@@ -40,7 +40,7 @@ def test_grid_codes_are_the_posterior_means_in_index_order(run):
     factors = dsprites.index_to_factors(np.arange(100, 140))
     images = dsprites.render(factors)
     packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
-    codes = factor_evaluation.grid_codes(model, packed, batch_size=16)
+    codes = factors.grid_codes(model, packed, batch_size=16)
     assert codes.shape == (40, 6)
     assert np.allclose(codes, model.encode(images)[0].detach().double().numpy(), atol=1e-5)
 
@@ -51,10 +51,10 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     fake = np.zeros((dsprites.N_IMAGES, 6))
     fake[:, 1], fake[:, 4] = grid[:, 3], grid[:, 4]
     fake[:, [0, 2, 3, 5]] = np.random.default_rng(0).normal(scale=0.01, size=(dsprites.N_IMAGES, 4))
-    monkeypatch.setattr(factor_evaluation, "grid_codes", lambda model, packed: fake)
+    monkeypatch.setattr(factors, "grid_codes", lambda model, packed: fake)
     monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: None)
     result = disentangle(run, sizes=SMALL, log=lambda line: None)
-    stored = json.loads((run / factor_evaluation.RESULT).read_text())
+    stored = json.loads((run / factors.RESULT).read_text())
     assert stored["scores"] == result["scores"]
     information = np.array(stored["details"]["mig"]["normalized_mutual_information"])
     assert information.shape == (6, 5)
@@ -62,7 +62,7 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     assert 0.25 < result["scores"]["mig"] < 0.45  # two of five factors captured (20 bins cap each near 0.9)
     assert (run / "figures" / "mutual_information.png").stat().st_size > 1000
     assert (run / "figures" / "traversal_factors.png").stat().st_size > 1000
-    table = factor_evaluation.format_table(result)
+    table = factors.format_table(result)
     assert "MIG" in table and "SAP" in table and "DCI informativeness" in table
     assert factor_labels(information, dsprites.FACTORS)[1].startswith("pos_x")
 
@@ -70,15 +70,15 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
 def test_the_report_shows_the_scores_when_there_are_any(run, monkeypatch):
     from betavae.pictures.report import write_report
 
-    (run / factor_evaluation.RESULT).unlink(missing_ok=True)
+    (run / factors.RESULT).unlink(missing_ok=True)
     assert "<h2>Disentanglement</h2>" not in write_report(Run.open(run, data=tiny_dsprites())).read_text()
     scores = {"scores": {"mig": 0.123456, "sap": 0.05}}
-    (run / factor_evaluation.RESULT).write_text(json.dumps(scores))
+    (run / factors.RESULT).write_text(json.dumps(scores))
     page = write_report(Run.open(run, data=tiny_dsprites())).read_text()
     assert "<h2>Disentanglement</h2>" in page and "0.123" in page
 
 
 def test_runs_without_ground_truth_factors_are_refused(tmp_path, data):
-    mnist_run = train(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
+    mnist_run = fit(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="no ground-truth factors"):
         disentangle(mnist_run)

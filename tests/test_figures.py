@@ -6,16 +6,14 @@ import torch
 from PIL import Image
 
 from betavae import cli, runs
-from betavae.training import folder
-from betavae.pictures import draw as figures
-from betavae.pictures import run_figures as gallery
 from betavae.config import Config
-from betavae.training import fit as train
+from betavae.pictures import draw, run_figures
+from betavae.training import fit, folder
 
 from .conftest import synthetic_images
 
 SIZE = (12, 12)
-SCALE, PAD = figures.SCALE, figures.PAD
+SCALE, PAD = draw.SCALE, draw.PAD
 
 
 def cell(n):  # pixel extent of n tiles of SIZE in a grid
@@ -24,12 +22,12 @@ def cell(n):  # pixel extent of n tiles of SIZE in a grid
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("figures")
+    root = tmp_path_factory.mktemp("figures")
     x, y = synthetic_images(300, SIZE)
-    np.savez(folder / "data.npz", images=x, labels=y)
-    config = Config(dataset=str(folder / "data.npz"), val_size=60, hidden=(32,), latent_dim=3, batch_size=32,
+    np.savez(root / "data.npz", images=x, labels=y)
+    config = Config(dataset=str(root / "data.npz"), val_size=60, hidden=(32,), latent_dim=3, batch_size=32,
                     epochs=2, beta=1.0, figure_epochs=(0, 1), latent_map_epochs=(0, 1), latent_map_size=50)
-    return train(config, folder / "run", callbacks=[gallery.TrainingFigures()], log=lambda line: None)
+    return fit(config, root / "run", callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
 
 
 def png(path):
@@ -47,14 +45,14 @@ def test_training_draws_every_figure(run_dir):
     assert (run_dir / "report.html").is_file()
     with Image.open(out / "reconstructions.gif") as gif:
         assert gif.n_frames == 3
-    means, labels = gallery.read_latents(run_dir)
+    means, labels = run_figures.read_latents(run_dir)
     assert sorted(means) == [0, 1, 2] and means[2].shape == (50, 3) and labels.shape == (50,)
 
 
 def test_reconstruction_grid_shows_truth_over_reconstruction(run_dir):
     model = runs.load(run_dir)
     images = torch.rand(5, 1, *SIZE)
-    picture = np.asarray(figures.reconstruction_grid(model, images))
+    picture = np.asarray(draw.reconstruction_grid(model, images))
     assert picture.shape == (cell(2), cell(5))
     top = picture[PAD * SCALE: (PAD + SIZE[0]) * SCALE: SCALE, PAD * SCALE: (PAD + SIZE[1]) * SCALE: SCALE]
     assert np.abs(top.astype(int) - (images[0, 0].numpy() * 255).round()).max() <= 1
@@ -67,32 +65,32 @@ def test_reconstruction_grid_shows_truth_over_reconstruction(run_dir):
 def test_interpolation_endpoints_are_the_decoded_means(run_dir):
     model = runs.load(run_dir)
     a, b = torch.rand(2, 1, *SIZE)
-    path = figures.interpolation(model, a, b, steps=16)
+    path = draw.interpolation(model, a, b, steps=16)
     assert path.shape == (16, 1, *SIZE)
     means = model.encode(torch.stack([a, b]))[0]
     ends = torch.sigmoid(model.decode(means))
     assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[-1], ends[1], atol=1e-6)
-    spherical = figures.interpolation(model, a, b, steps=16, method="spherical")
+    spherical = draw.interpolation(model, a, b, steps=16, method="spherical")
     assert torch.allclose(spherical[0], ends[0], atol=1e-5) and torch.allclose(spherical[-1], ends[1], atol=1e-5)
 
 
 def test_traversal_rows_are_ordered_by_kl(run_dir):
     model = runs.load(run_dir)
     kl = [0.5, 3.0, 1.0]
-    figure, order = figures.traversal_figure(model, torch.rand(1, *SIZE), kl, steps=5)
+    figure, order = draw.traversal_figure(model, torch.rand(1, *SIZE), kl, steps=5)
     assert order == [1, 2, 0]
     labels = [axis.texts[0].get_text() for axis in figure.axes]
     assert labels == ["KL 3.00", "KL 1.00", "KL 0.50"]
     values = torch.linspace(-3, 3, 5)
-    sweep = figures.traversal(model, torch.rand(1, *SIZE), [1], values)
+    sweep = draw.traversal(model, torch.rand(1, *SIZE), [1], values)
     assert sweep.shape == (5, 1, *SIZE) and not torch.allclose(sweep[0], sweep[-1])
 
 
 def test_samples_use_fixed_noise(run_dir):
     model = runs.load(run_dir)
     noise = torch.randn(6, 3)
-    assert np.array_equal(np.asarray(figures.sample_grid(model, noise, 3)), np.asarray(figures.sample_grid(model, noise, 3)))
-    drawn = np.asarray(figures.sample_grid(model, noise, 3, draw=True))
+    assert np.array_equal(np.asarray(draw.sample_grid(model, noise, 3)), np.asarray(draw.sample_grid(model, noise, 3)))
+    drawn = np.asarray(draw.sample_grid(model, noise, 3, draw=True))
     assert set(np.unique(drawn)) <= {0, 255}
 
 

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from betavae.model import networks as models
 from betavae.config import preset
+from betavae.model import networks
 
 
 @pytest.mark.parametrize("name", ["description", "conv"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 30, 20), (1, 64, 64)])
 def test_shapes(name, shape):
-    model = models.build(preset(name), shape)
+    model = networks.build(preset(name), shape)
     x = torch.rand(3, *shape)
     logits, mean, logvar = model(x)
     assert logits.shape == (3, *shape)
@@ -19,20 +19,20 @@ def test_shapes(name, shape):
 
 
 def test_description_mlp_has_the_notebooks_size():
-    model = models.build(preset("description"), (1, 28, 28))
+    model = networks.build(preset("description"), (1, 28, 28))
     assert sum(p.numel() for p in model.parameters()) == 652_824  # 784-400-40 and 20-400-784
 
 
 def test_logvar_is_clamped():
-    model = models.build(preset("vae"), (1, 28, 28))
+    model = networks.build(preset("vae"), (1, 28, 28))
     with torch.no_grad():
         model.encoder[1][-1].bias.fill_(1e6)
     _, logvar = model.encode(torch.rand(2, 1, 28, 28))
-    assert torch.isfinite(logvar.exp()).all() and logvar.max() == models.LOGVAR_RANGE[1]
+    assert torch.isfinite(logvar.exp()).all() and logvar.max() == networks.LOGVAR_RANGE[1]
 
 
 def test_reconstruct_decodes_the_mean():
-    model = models.build(preset("vae"), (1, 28, 28))
+    model = networks.build(preset("vae"), (1, 28, 28))
     x = torch.rand(2, 1, 28, 28)
     mean, _ = model.encode(x)
     assert torch.allclose(model.reconstruct(x), torch.sigmoid(model.decode(mean)))
@@ -40,9 +40,9 @@ def test_reconstruct_decodes_the_mean():
 
 @pytest.mark.parametrize("name", ["vae", "conv"])
 def test_output_bias_starts_at_the_mean_image(name):
-    model = models.build(preset(name), (1, 28, 28))
+    model = networks.build(preset(name), (1, 28, 28))
     mean_image = torch.rand(1, 28, 28) * 0.8 + 0.1
-    models.init_output_bias(model, mean_image)
+    networks.init_output_bias(model, mean_image)
     last = [m for m in model.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))][-1]
     expected = torch.logit(mean_image).flatten() if name == "vae" else torch.logit(mean_image).mean().reshape(1)
     assert torch.allclose(last.bias, expected, atol=1e-6)
@@ -50,8 +50,8 @@ def test_output_bias_starts_at_the_mean_image(name):
 
 @pytest.mark.parametrize("name", ["vae", "conv"])
 def test_activation_is_used_in_every_hidden_layer(name):
-    activations = lambda m: {type(layer) for layer in m.modules() if type(layer) in models.ACTIVATIONS.values()}
-    assert activations(models.build(preset(name), (1, 28, 28))) == {torch.nn.ReLU}
-    model = models.build(preset(name).replace(activation="silu"), (1, 28, 28))
+    activations = lambda m: {type(layer) for layer in m.modules() if type(layer) in networks.ACTIVATIONS.values()}
+    assert activations(networks.build(preset(name), (1, 28, 28))) == {torch.nn.ReLU}
+    model = networks.build(preset(name).replace(activation="silu"), (1, 28, 28))
     assert activations(model) == {torch.nn.SiLU}
     assert model(torch.rand(2, 1, 28, 28))[0].shape == (2, 1, 28, 28)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from betavae import runs
-from betavae.pictures import run_figures as gallery
-from betavae.model import networks as models
 from betavae.config import Config
+from betavae.model import networks
+from betavae.pictures import run_figures
 from betavae.pictures.report import decoder_spec
-from betavae.training import fit as train
+from betavae.training import fit
 
 from .conftest import synthetic_data
 
@@ -42,7 +42,7 @@ def node_decode(model, z, tmp_path):
 @pytest.mark.parametrize("activation", ["relu", "silu"])
 def test_node_decoder_matches_torch(arch, shape, activation, tmp_path):
     torch.manual_seed(0)
-    model = models.build(CONFIGS[arch].replace(activation=activation), shape)
+    model = networks.build(CONFIGS[arch].replace(activation=activation), shape)
     z = torch.randn(16, 5) * 2
     expected = torch.sigmoid(model.decode(z)).detach().double().flatten(1)
     got = node_decode(model, z, tmp_path)
@@ -54,7 +54,7 @@ def test_node_decoder_matches_torch(arch, shape, activation, tmp_path):
 def report_run(request, tmp_path_factory):
     config = CONFIGS[request.param].replace(epochs=1, batch_size=32, latent_map_size=40)
     run_dir = tmp_path_factory.mktemp(request.param) / "run"
-    train(config, run_dir, data=synthetic_data(), callbacks=[gallery.TrainingFigures()], log=lambda line: None)
+    fit(config, run_dir, data=synthetic_data(), callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
     return run_dir
 
 

@@ -6,13 +6,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import betavae
-from betavae.training import folder
 from betavae.config import Config
 from betavae.data import Data, Split
 from betavae.errors import BetaVAEError
-from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted
-from betavae.training import fit as train
-
+from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, fit, folder
 
 
 TINY = Config(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
@@ -30,7 +27,7 @@ def assert_same_weights(a, b):
 
 
 def test_one_epoch_smoke(tmp_path, data):
-    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     records = folder.read_metrics(run)
     assert [r["epoch"] for r in records] == [0, 1]
     assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
@@ -47,17 +44,17 @@ def test_one_epoch_smoke(tmp_path, data):
 
 
 def test_seed_makes_runs_identical(tmp_path, data):
-    a = train(TINY.replace(epochs=1), tmp_path / "a", data=data, log=lambda line: None)
-    b = train(TINY.replace(epochs=1), tmp_path / "b", data=data, log=lambda line: None)
+    a = fit(TINY.replace(epochs=1), tmp_path / "a", data=data, log=lambda line: None)
+    b = fit(TINY.replace(epochs=1), tmp_path / "b", data=data, log=lambda line: None)
     assert_same_weights(a, b)
 
 
 @pytest.mark.parametrize("pixels", ["grey", "binary"])
 def test_resume_equals_straight_run(tmp_path, data, pixels):
     config = TINY.replace(pixels=pixels)
-    straight = train(config, tmp_path / "straight", data=data, log=lambda line: None)
-    split = train(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
-    train(config, split, resume=True, data=data, log=lambda line: None)
+    straight = fit(config, tmp_path / "straight", data=data, log=lambda line: None)
+    split = fit(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
+    fit(config, split, resume=True, data=data, log=lambda line: None)
     assert_same_weights(straight, split)
     assert [r["epoch"] for r in folder.read_metrics(split)] == [0, 1, 2]
     assert folder.read_metrics(split)[2]["val"] == folder.read_metrics(straight)[2]["val"]
@@ -65,7 +62,7 @@ def test_resume_equals_straight_run(tmp_path, data, pixels):
 
 @pytest.mark.parametrize("config", [TINY, TINY.replace(pixels="binary", lr_schedule="cosine")])
 def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
-    straight = train(config, tmp_path / "straight", data=data, log=lambda line: None)
+    straight = fit(config, tmp_path / "straight", data=data, log=lambda line: None)
     run_dir = tmp_path / "interrupted"
     run_dir.mkdir()
     trainer = Trainer(config, run_dir, data, log=lambda line: None)
@@ -81,38 +78,38 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
     with pytest.raises(TrainingInterrupted, match="resume with: betavae train --resume"):
         trainer.run()
     assert folder.read_status(run_dir)["state"] == "interrupted"
-    train(None, run_dir, resume=True, data=data, log=lambda line: None)
+    fit(None, run_dir, resume=True, data=data, log=lambda line: None)
     assert_same_weights(straight, run_dir)
 
 
 def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, data):
     data.train.images[5] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step \d+"):
-        train(TINY, tmp_path / "r", data=data, log=lambda line: None)
+        fit(TINY, tmp_path / "r", data=data, log=lambda line: None)
     assert folder.read_status(tmp_path / "r")["state"] == "failed"
     assert folder.load_checkpoint(tmp_path / "r")["epoch"] == 0
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "r").values())
 
 
 def test_existing_run_is_not_overwritten(tmp_path, data):
-    train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="already holds a run"):
-        train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+        fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
 
 
 def test_resume_refuses_changed_settings_but_extends_epochs(tmp_path, data):
-    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="cannot change beta"):
-        train(TINY.replace(epochs=1, beta=2.0), run, resume=True, data=data)
-    train(TINY.replace(epochs=2), run, resume=True, data=data, log=lambda line: None)
+        fit(TINY.replace(epochs=1, beta=2.0), run, resume=True, data=data)
+    fit(TINY.replace(epochs=2), run, resume=True, data=data, log=lambda line: None)
     assert folder.read_status(run)["epoch"] == 2
 
 
 def test_corrupt_and_foreign_checkpoints(tmp_path, data):
-    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     (run / folder.CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(BetaVAEError, match="corrupt or not a betavae checkpoint"):
-        train(TINY.replace(epochs=2), run, resume=True, data=data)
+        fit(TINY.replace(epochs=2), run, resume=True, data=data)
     save_file({"other.weight": torch.zeros(2)}, run / folder.WEIGHTS)
     with pytest.raises(BetaVAEError, match="does not match the model"):
         betavae.load(run)
@@ -124,7 +121,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, data):
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path, data):
-    run = train(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     state = torch.load(run / folder.CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["partial"] is None
 
@@ -152,7 +149,7 @@ def test_loss_is_independent_of_process_count_style_reduction(data):
 
 
 def test_bf16_mixed_precision_trains(tmp_path, data):
-    run = train(TINY.replace(epochs=1, precision="bf16"), tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(TINY.replace(epochs=1, precision="bf16"), tmp_path / "r", data=data, log=lambda line: None)
     records = folder.read_metrics(run)
     assert records[1]["val"]["loss"] < records[0]["val"]["loss"]
 
@@ -161,19 +158,19 @@ def test_cuda_is_refused_clearly_without_a_gpu(tmp_path, data):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(BetaVAEError, match="no CUDA GPU is available"):
-        train(TINY.replace(device="cuda"), tmp_path / "r", data=data)
+        fit(TINY.replace(device="cuda"), tmp_path / "r", data=data)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_cuda_training_matches_the_cpu_loss_roughly(tmp_path, data):
-    gpu = train(TINY.replace(epochs=1, device="cuda"), tmp_path / "gpu", data=data, log=lambda line: None)
-    cpu = train(TINY.replace(epochs=1), tmp_path / "cpu", data=data, log=lambda line: None)
+    gpu = fit(TINY.replace(epochs=1, device="cuda"), tmp_path / "gpu", data=data, log=lambda line: None)
+    cpu = fit(TINY.replace(epochs=1), tmp_path / "cpu", data=data, log=lambda line: None)
     assert folder.read_metrics(gpu)[1]["val"]["loss"] == pytest.approx(folder.read_metrics(cpu)[1]["val"]["loss"], rel=0.05)
 
 
 def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
     config = TINY.replace(epochs=10_000, time_budget=0.3, lr_schedule="cosine")
-    run = train(config, tmp_path / "r", data=data, log=lambda line: None)
+    run = fit(config, tmp_path / "r", data=data, log=lambda line: None)
     status = folder.read_status(run)
     records = folder.read_metrics(run)
     assert status["state"] == "finished" and status["message"] == "time budget reached"
@@ -189,7 +186,7 @@ def test_time_budget_stops_training_and_finishes_the_run(tmp_path, data):
 
 def test_cosine_schedule_ends_with_the_epochs_when_they_come_before_the_time_budget(tmp_path, data):
     config = TINY.replace(epochs=2, time_budget=3600, lr_schedule="cosine")
-    records = folder.read_metrics(train(config, tmp_path / "r", data=data, log=lambda line: None))
+    records = folder.read_metrics(fit(config, tmp_path / "r", data=data, log=lambda line: None))
     assert records[-1]["epoch"] == 2 and records[-1]["lr"] < config.lr * 0.05
 
 
@@ -199,8 +196,8 @@ def test_binary_data_stored_as_bool_trains_exactly_like_float(tmp_path, data):
     as_bool = Data("b", *(binary(s, torch.bool) for s in (data.train, data.val, data.test)))
     as_float = Data("f", *(binary(s, torch.float32) for s in (data.train, data.val, data.test)))
     config = TINY.replace(epochs=2, pixels="binary")  # two epochs: the second permutation must match too
-    a = train(config, tmp_path / "bool", data=as_bool, log=lambda line: None)
-    b = train(config, tmp_path / "float", data=as_float, log=lambda line: None)
+    a = fit(config, tmp_path / "bool", data=as_bool, log=lambda line: None)
+    b = fit(config, tmp_path / "float", data=as_float, log=lambda line: None)
     assert_same_weights(a, b)
     untimed = lambda run: [{k: v for k, v in r.items() if "second" not in k} for r in folder.read_metrics(run)]  # noqa
     assert untimed(a) == untimed(b)

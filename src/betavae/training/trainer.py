@@ -104,7 +104,7 @@ class Trainer:
                 self._train_epoch(self.epoch + 1)
         if self.context.is_main:
             folder.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
-                              "time budget reached" if self.out_of_time else "")
+                                "time budget reached" if self.out_of_time else "")
 
     def _train_epoch(self, epoch: int) -> None:
         if self.partial is None:
@@ -202,7 +202,7 @@ class Trainer:
             folder.save_checkpoint(self.run_dir, checkpoint.capture(self))
             last = epoch == self.config.epochs or self.out_of_time
             folder.write_status(self.run_dir, "finished" if last else "running", epoch, self.config.epochs,
-                              "time budget reached" if self.out_of_time else "")
+                                "time budget reached" if self.out_of_time else "")
             self.log(summary_line(record))
             for callback in self.callbacks:
                 callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last))
@@ -231,7 +231,7 @@ class Trainer:
         if self.context.is_main:
             folder.save_checkpoint(self.run_dir, checkpoint.capture(self))
             folder.write_status(self.run_dir, "interrupted", self.epoch, self.config.epochs,
-                              f"stopped in epoch {epoch} after {self.partial['position']} batches")
+                                f"stopped in epoch {epoch} after {self.partial['position']} batches")
         self.context.barrier()
         raise TrainingInterrupted(f"interrupted in epoch {epoch} (batch {self.partial['position']} of "
                                   f"{self.batches_per_epoch}); checkpoint written; resume with: "
