@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import data as datalib
 from .config import DEFAULT_PRESET, Config, resolve
+from .errors import BetaVAEError
 from .evaluation import factors
 from .pictures import run_figures
 from .pictures.report import REPORT, write_report
@@ -39,25 +40,37 @@ def default_callbacks(figures: bool = True, report: bool = True, tensorboard_log
 
 def train(config: Config | None = None, run_dir: str | Path | None = None, *, preset: str | None = None,
           resume: bool = False, changes: Mapping[str, Any] | Config | None = None, name: str | None = None,
-          runs: str | Path = "runs", data: datalib.Data | None = None, figures: bool = True, report: bool = True,
+          runs: str | Path = "runs", overwrite: bool = False, from_best: bool = False, data_changed_ok: bool = False,
+          data: datalib.Data | None = None, figures: bool = True, report: bool = True,
           tensorboard_log: bool | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
           log: Callable[[str], None] | None = None) -> Path:
     """Train a new run, or continue one, and return its folder.
 
     New run: `config` (default: the `preset`, itself by default the betavae preset) into `run_dir` (default
-    runs/<name>, the name by default <preset>-<dataset>-<time>). Resume (resume=True): the run at `run_dir`, with
-    `changes` (or `config`) changing only what a resume may change (epochs, device, threads, precision, cuda_graphs).
+    runs/<name>, the name by default <preset>-<dataset>-<time>; overwrite=True replaces a run already there).
+    Resume (resume=True): the run at `run_dir` from its latest checkpoint (from_best=True: its best), with `changes`
+    (or `config`) changing only what a resume may change (epochs, lr, device, threads, precision, cuda_graphs).
     Figures, the report and TensorBoard watch unless turned off; `callbacks` are added to them.
     """
     watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
+    options = dict(data=data, callbacks=watchers, progress=progress, log=log)
     if resume:
         if run_dir is None:
-            raise ValueError("resume=True needs the run_dir of the run to continue")
-        return fit(changes or config, run_dir, resume=True, data=data, callbacks=watchers, progress=progress,
-                   log=log)
+            raise BetaVAEError("resuming needs the folder of the run to continue")
+        return fit(changes or config, run_dir, resume=True, from_best=from_best, data_changed_ok=data_changed_ok,
+                   **options)
     config = config or resolve(preset)
-    run_dir = Path(run_dir) if run_dir is not None else Path(runs) / (name or run_name(preset, config))
-    return fit(config, run_dir, data=data, callbacks=watchers, progress=progress, log=log)
+    if run_dir is None:
+        run_dir = Path(runs) / check_run_name(name, runs) if name else Path(runs) / run_name(preset, config)
+    return fit(config, run_dir, overwrite=overwrite, **options)
+
+
+def check_run_name(name: str, runs: str | Path) -> str:
+    """A run name is one folder name inside the runs folder: no separators, not "." or "..", not absolute."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', not '.' or '..'); runs are "
+                           f"made inside --runs ({runs}), which says where")
+    return name
 
 
 def disentangle(run: Run | str | Path, seed: int = 0, data_dir: str | None = None,

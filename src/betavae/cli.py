@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import typing
@@ -12,6 +13,8 @@ from pathlib import Path
 from .config import PRESETS, Config, resolve
 from .errors import BetaVAEError
 from .version import __version__
+
+MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
 
 HELP = {
     "dataset": "mnist, fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs",
@@ -59,9 +62,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     figures = not args.no_figures
     if args.resume:
-        run_dir = train(run_dir=args.resume, resume=True, changes=overrides_from_args(args), figures=figures)
+        ignored = [option for option, given in (("--name", args.name), ("--preset", args.preset),
+                                                ("--config", args.config), ("--overwrite", args.overwrite)) if given]
+        if ignored:
+            raise BetaVAEError(f"{', '.join(ignored)} cannot be used with --resume, which continues {args.resume} "
+                               "as it is; leave them out")
+        run_dir = train(run_dir=args.resume, resume=True, changes=overrides_from_args(args), figures=figures,
+                        from_best=args.from_best, data_changed_ok=args.data_changed_ok)
     else:
-        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs, figures=figures)
+        if args.from_best or args.data_changed_ok:
+            raise BetaVAEError("--from-best and --data-changed-ok apply to --resume RUN only")
+        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs, figures=figures,
+                        overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
 
 
@@ -79,9 +91,33 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def parse_pairs(text: str) -> list[tuple[int, int]]:
     """'0:1,2:3' -> [(0, 1), (2, 3)]."""
     try:
-        return [tuple(int(i) for i in pair.split(":", 1)) for pair in text.split(",")]
+        pairs = [tuple(int(i) for i in pair.split(":")) for pair in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"pairs look like 0:1,2:3, got {text!r}") from None
+        pairs = []
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"pairs look like 0:1,2:3, got {text!r}")
+    return pairs
+
+
+def bounded(kind: type, low: float, high: float = math.inf):
+    """An argparse type: a number of `kind` from low to high (finite), else a one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low <= value <= high and math.isfinite(value)):
+            upper = "" if high == math.inf else f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}{upper}, got {text}")
+        return value
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line that names the problem and where the help is."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"betavae: error: {message} (see: {self.prog} --help)\n")
 
 
 def parse_indices(text: str) -> list[int]:
@@ -109,9 +145,12 @@ def figure_command(name: str):
         elif name == "latent-map":
             path = run_figures.latent_map(run, args.method)
         else:
-            from .pictures.report import write_report
+            from .pictures.report import missing_figures, write_report
 
             path = write_report(run)
+            if missing_figures(run):
+                print(f"betavae: note: the report lacks {', '.join(missing_figures(run))}, which training draws at its "
+                      f"end; a run trained with --no-figures has none", file=sys.stderr)
         print(path)
     return handler
 
@@ -171,7 +210,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="betavae", description=__doc__)
+    parser = OneLineParser(prog="betavae", description=__doc__)
     parser.add_argument("--version", action="version", version=f"betavae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -181,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="TOML file of configuration keys")
     train.add_argument("--name", help="run name (default <preset>-<dataset>-<time>)")
     train.add_argument("--runs", default="runs", help="folder that holds the runs (default runs)")
-    train.add_argument("--resume", metavar="RUN", help="continue a run exactly where it stopped")
+    train.add_argument("--resume", metavar="RUN", help="continue a run exactly where it stopped (or finish it)")
+    train.add_argument("--from-best", action="store_true",
+                       help="with --resume: continue from the epoch of lowest validation loss (with --lr, say)")
+    train.add_argument("--data-changed-ok", action="store_true",
+                       help="with --resume: continue although the data changed since the run started")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")
     train.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
@@ -199,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
     sub = figure_parser("sample", "decode z ~ N(0, I)")
-    sub.add_argument("--n", type=int, default=64)
+    sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=int)
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
     sub = figure_parser("interpolate", "walk between the posterior means of two images")
@@ -209,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
     sub = figure_parser("traverse", "sweep each latent dimension around an image's mean")
     sub.add_argument("--index", type=int, default=0, help="validation image index")
-    sub.add_argument("--span", type=float, default=3.0)
+    sub.add_argument("--span", type=bounded(float, 1e-6), default=3.0, help="how far from the mean, in prior sds")
     sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs")
     sub.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca")
     figure_parser("report", "write runs/<name>/report.html")
@@ -220,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="likelihoods, sample and representation quality of a run")
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluate.add_argument("--importance-samples", type=int, default=1000, metavar="K",
+    evaluate.add_argument("--importance-samples", type=bounded(int, 0), default=1000, metavar="K",
                           help="K of the importance-weighted bound (5000 for published numbers; 0 to skip)")
-    evaluate.add_argument("--repeats", type=int, default=5, help="noise draws of the ELBO estimate")
-    evaluate.add_argument("--samples", type=int, default=10000, help="generated images for sample quality")
+    evaluate.add_argument("--repeats", type=bounded(int, 1), default=5, help="noise draws of the ELBO estimate")
+    evaluate.add_argument("--samples", type=bounded(int, 1), default=10000, help="generated images for sample quality")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--classifier", help="classifier weights (default: the cached one for the data set)")
     evaluate.add_argument("--no-probes", action="store_true", help="skip the linear and k-NN probes")

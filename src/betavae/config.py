@@ -20,6 +20,7 @@ PIXELS = ("grey", "binary")
 LR_SCHEDULES = ("none", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit; torch's generators take the same values
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Config:
             _check_at_least(name, getattr(self, name), 0)
         for name in ("beta", "beta_start", "gamma", "capacity_min", "capacity_max", "time_budget"):
             _check_at_least(name, getattr(self, name), 0.0)
+        if self.seed > MAX_SEED:
+            raise BetaVAEError(f"seed must be at most {MAX_SEED} (32 bits), got {self.seed}; fix --seed")
+        if self.capacity_min > self.capacity_max:
+            raise BetaVAEError(f"capacity_min ({self.capacity_min}) is above capacity_max ({self.capacity_max}); the "
+                               "capacity rises from min to max: swap them")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise BetaVAEError(f"lr must be a positive finite number, got {self.lr}; try --lr 1e-3")
         if not self.hidden or min(self.hidden) < 1:
@@ -183,6 +189,8 @@ def load_file(path: str | Path, base: Config | None = None) -> Config:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise BetaVAEError(f"config file {path} does not exist; check the path") from None
+    except (IsADirectoryError, PermissionError) as error:
+        raise BetaVAEError(f"config file {path} cannot be read ({error.strerror}); give the path of a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise BetaVAEError(f"config file {path} is not valid TOML ({error}); fix the file") from None
     data = data.get("train", data)

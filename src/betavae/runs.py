@@ -63,10 +63,14 @@ class Run:
         return self.status["state"] == "finished"
 
     def require_finished(self) -> None:
+        """Refuse a run that has not finished, with the one command that gets the user further."""
         status = self.status
-        if status["state"] != "finished":
-            raise BetaVAEError(f"run {self.path} is {status['state']} (epoch {status['epoch']} of {status['epochs']}); "
-                               f"finish it with: betavae train --resume {self.path}")
+        if status["state"] == "finished":
+            return
+        where = f"run {self.path} is {status['state']} (epoch {status['epoch']} of {status['epochs']})"
+        if status["state"] == "failed":
+            raise BetaVAEError(f"{where}: {status.get('message') or 'it stopped on an error'}")
+        raise BetaVAEError(f"{where}; finish it with: betavae train --resume {self.path}")
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:

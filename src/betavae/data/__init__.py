@@ -2,9 +2,9 @@
 user's own images (images), dSprites rendered from its factors (dsprites), bit-packed binary images (packed), and
 splits as tensors (dataset)."""
 
-from .dataset import Data, Split, as_float, batch_indices, binarize, prepare, split_raw
+from .dataset import Data, Split, as_float, batch_indices, binarize, fingerprint, prepare, split_raw
 from .packed import PackedImages
 from .registry import fetch, load, load_split, lookup
 
-__all__ = ["Data", "PackedImages", "Split", "as_float", "batch_indices", "binarize", "fetch", "load", "load_split", "lookup",
-           "prepare", "split_raw"]
+__all__ = ["Data", "PackedImages", "Split", "as_float", "batch_indices", "binarize", "fetch", "fingerprint", "load",
+           "load_split", "lookup", "prepare", "split_raw"]

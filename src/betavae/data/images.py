@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -70,29 +72,39 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
     labels = np.asarray(arrays[key]).reshape(-1)
     if len(labels) != n:
         raise BetaVAEError(f"{path}: {len(labels)} labels for {n} images under {key!r}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise BetaVAEError(f"{path}: labels under {key!r} are {labels.dtype}, not integers; store class numbers "
+                           "0, 1, 2, ... (map names to numbers first)")
     return labels.astype(np.int64)
 
 
-def read_png_folder(folder: str | Path) -> RawData:
+def read_png_folder(folder: str | Path, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+                    ) -> RawData:
     """PNG files of one size; with subfolders, each subfolder is a class labelled by its sorted position."""
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(folder)
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("*.png")))
     groups = [(i, sorted(c.glob("*.png"))) for i, c in enumerate(classes)] or [(-1, sorted(folder.glob("*.png")))]
     files = [(label, f) for label, paths in groups for f in paths]
     if not files:
-        raise BetaVAEError(f"{folder} holds no .png files; put images there (optionally one subfolder per class)")
-    images = []
+        raise BetaVAEError(f"{folder} holds no .png files, neither at its top nor in subfolders; put images there "
+                           "(optionally one subfolder per class)")
+    if classes and any(folder.glob("*.png")):
+        log(f"betavae: {folder}: the PNGs at the top are left out; the subfolders are the classes")
+    images, colour = [], 0
     for _, path in files:
         try:
             with Image.open(path) as image:
+                colour += image.mode not in ("L", "1", "I", "I;16", "P", "LA")
                 images.append(np.asarray(image.convert("L")))
         except (OSError, UnidentifiedImageError) as error:
             raise BetaVAEError(f"{path} is not a readable PNG ({error})") from None
         if images[-1].shape != images[0].shape:
             raise BetaVAEError(f"{path} is {images[-1].shape}, but {files[0][1]} is {images[0].shape}; "
                                "all images must have one size")
+    if colour:
+        log(f"betavae: {folder}: {colour} colour images converted to grey (colour is not supported yet)")
     labels = np.array([label for label, _ in files], dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(files))  # mix classes before the test split is cut off
     return split_off_test(np.stack(images)[order], labels[order])

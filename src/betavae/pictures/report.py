@@ -128,6 +128,12 @@ FACTOR_FIGURES = (
 )
 
 
+def missing_figures(run: Run) -> list[str]:
+    """The figures a finished run should have and does not (the report leaves them out)."""
+    expected = [name for name, _ in FIGURES] + ["latent_map_pca.png"]
+    return [name for name in expected if not (run.figure_dir / name).is_file()]
+
+
 def write_report(run: Run) -> Path:
     """Write runs/<name>/report.html from the run (its model, and its reference split alone, loaded when needed)."""
     records = run.metrics

@@ -34,6 +34,11 @@ class EpochEnd:
 Callback = Callable[[EpochEnd], None]
 
 
+def held_out(record: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record's validation numbers, or its training numbers when there is no validation split."""
+    return record.get("val", record["train"])
+
+
 def kl_per_dim(record: dict[str, Any]) -> list[float]:
     """An epoch record's KL per latent dimension: on the validation split, else on the training split."""
-    return record.get("val", record["train"])["kl_per_dim"]
+    return held_out(record)["kl_per_dim"]

@@ -39,7 +39,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise BetaVAEError(f"{path} does not match this run's model ({error})") from None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise BetaVAEError(f"{path} does not match this run's model ({first}); it belongs to another run") from None
     trainer.epoch, trainer.step, trainer.partial = state["epoch"], state["step"], state["partial"]
     trainer.trained_seconds = trainer.clock = state.get("trained_seconds", 0.0)
     trainer.out_of_time = state.get("out_of_time", False)

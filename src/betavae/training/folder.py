@@ -3,6 +3,7 @@
     runs/<name>/config.json         resolved configuration, the objective's settings, image shape, versions
     runs/<name>/model.safetensors   the latest weights (no code, safe to share)
     runs/<name>/checkpoint.pt       everything to resume exactly (tensors only; read with weights_only=True)
+    runs/<name>/best-checkpoint.pt  the same, of the epoch with the lowest validation loss so far
     runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
@@ -31,20 +32,37 @@ from ..errors import BetaVAEError
 from ..model import networks, objectives
 from ..version import __version__
 
-CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt"
+CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
 FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
 
 
-def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:
+def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], data_fingerprint: str = "") -> None:
+    """Write config.json: the resolved configuration, what the objective reads, the data's fingerprint, versions,
+    and every command that trained the run (a resume adds its own to those before it)."""
+    earlier = _read_json(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else {}
+    commands = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
     atomic.write_json(run_dir / CONFIG, {
         "format": FORMAT,
         "config": config.to_dict(),
         "objective": {**objectives.settings(config), "loss": objectives.build(config).describe()},
         "image_shape": list(image_shape),
+        "data_fingerprint": data_fingerprint,
         "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "command": sys.argv,
+        "commands": [*commands, sys.argv],
     })
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_fingerprint(run_dir: Path) -> str:
+    """The fingerprint of the data the run was trained on ("" for runs that did not record one)."""
+    return _read_json(run_dir / CONFIG).get("data_fingerprint", "")
 
 
 def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
@@ -92,21 +110,23 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     return model.to(device).eval()
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(run_dir: Path, state: dict[str, Any], name: str = CHECKPOINT) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic.write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
+    atomic.write_bytes(run_dir / name, buffer.getvalue())
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+def load_checkpoint(run_dir: Path, name: str = CHECKPOINT) -> dict[str, Any]:
     """The resume state, read with weights_only=True so that no code in it can run."""
-    path = run_dir / CHECKPOINT
+    path = run_dir / name
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {CHECKPOINT} to resume from; start a new run instead") from None
+        raise BetaVAEError(f"{run_dir} has no {name} to resume from; start a new run instead") from None
     except Exception as error:  # torch raises many types for corrupt or foreign files
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Weights only" in first:  # never pass on torch's hint to unpickle code
+            first = "it holds objects other than tensors, which are never loaded"
         raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
 
 
@@ -142,9 +162,16 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_JSONL
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for record in records:
-        check_format(record.get("format", 0), path)
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise BetaVAEError(f"{path} is damaged at line {number}; restore it, or delete that line and the ones "
+                               "after it and resume the run") from None
+        check_format(records[-1].get("format", 0), path)
     return records
 
 

@@ -21,15 +21,18 @@ from ..errors import BetaVAEError
 from ..model import networks, objectives
 from ..model.likelihood import Totals, elbo_terms
 from . import checkpoint, cuda_graphs, distributed, folder
-from .callbacks import Callback, EpochEnd
+from .callbacks import Callback, EpochEnd, held_out
 from .interrupts import StopRequests
 
 EVAL_NOTE = "loss terms use one sampled z per image (a stochastic ELBO estimate), not z = mean"
 MAX_UNTRAINED_EVAL = 50_000  # the untrained model is evaluated on at most this many training images (dSprites: 717k)
+# A held-out negative ELBO this many times the untrained model's means training has diverged (an lr far too high),
+# long before it reaches NaN. The ELBO, not the objective's loss: a capacity loss legitimately swings by gamma x nats.
+DIVERGENCE_FACTOR = 10.0
 
 
 class TrainingDiverged(BetaVAEError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite, or far worse than the untrained model's; the last good checkpoint is kept."""
 
 
 class TrainingInterrupted(BetaVAEError):
@@ -102,9 +105,8 @@ class Trainer:
                 self._finish_epoch(0, train_means=None, seconds=0.0)
             while self.epoch < self.config.epochs and not self.out_of_time:
                 self._train_epoch(self.epoch + 1)
-        if self.context.is_main:
-            folder.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
-                                "time budget reached" if self.out_of_time else "")
+        if self.context.is_main and folder.read_status(self.run_dir)["state"] != "finished":
+            self._finish_run()  # a resumed run whose finishing did not complete (killed while drawing, say)
 
     def _train_epoch(self, epoch: int) -> None:
         if self.partial is None:
@@ -184,29 +186,59 @@ class Trainer:
         (terms.loss * scale).backward() if scale != 1 else terms.loss.backward()
         return terms, part.stop - part.start
 
-    def _diverged(self, loss: float, epoch: int, where: str) -> None:
+    def _diverged(self, loss: float, epoch: int, where: str, what: str = "loss became") -> None:
+        message = (f"{what} {loss:.4g} at epoch {epoch}, {where}; the weights and checkpoint of epoch {self.epoch} "
+                   f"are kept; continue with a lower learning rate: betavae train --resume {self.run_dir} "
+                   f"--lr {self.config.lr / 10:g} (or check the data)")
         if self.context.is_main:
-            folder.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, "loss not finite")
-        raise TrainingDiverged(
-            f"loss became {loss} at epoch {epoch}, {where}; the weights and checkpoint of epoch {self.epoch} are "
-            f"kept in {self.run_dir}; lower --lr or check the data")
+            folder.write_status(self.run_dir, "failed", self.epoch, self.config.epochs, message)
+        raise TrainingDiverged(message)
 
     def _finish_epoch(self, epoch: int, train_means: dict | None, seconds: float, images: int = 0) -> None:
-        """Evaluate, record, save everything atomically, then let the callbacks look (rank 0 alone)."""
-        self.epoch, self.partial = epoch, None
+        """Evaluate, refuse a diverged model, record and save everything atomically (the best checkpoint apart),
+        then let the callbacks look (rank 0 alone). The last epoch then finishes the run."""
+        previous, self.epoch, self.partial = self.epoch, epoch, None
         if self.context.is_main:
             record = self._evaluate(epoch, train_means, seconds, images)
+            self._check_divergence(record, previous)
             self.records.append(record)
             folder.write_metrics(self.run_dir, self.records)
             folder.save_weights(self.run_dir, self.model, epoch)
-            folder.save_checkpoint(self.run_dir, checkpoint.capture(self))
+            state = checkpoint.capture(self)
+            folder.save_checkpoint(self.run_dir, state)
+            if epoch > 0 and held_out(record)["loss"] <= min(held_out(r)["loss"] for r in self.records[1:]):
+                folder.save_checkpoint(self.run_dir, state, folder.BEST_CHECKPOINT)
             last = epoch == self.config.epochs or self.out_of_time
-            folder.write_status(self.run_dir, "finished" if last else "running", epoch, self.config.epochs,
-                                "time budget reached" if self.out_of_time else "")
+            folder.write_status(self.run_dir, "finishing" if last else "running", epoch, self.config.epochs)
             self.log(summary_line(record))
             for callback in self.callbacks:
                 callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last))
+            if last:
+                self._mark_finished()
         self.context.barrier()
+
+    def _check_divergence(self, record: dict[str, Any], previous_epoch: int) -> None:
+        """Stop when the held-out negative ELBO is far above the untrained model's (the weights of this epoch are
+        then not saved: the last good ones stay)."""
+        if not self.records:
+            return
+        untrained, now = held_out(self.records[0])["neg_elbo"], held_out(record)["neg_elbo"]
+        if now > DIVERGENCE_FACTOR * untrained:
+            self.epoch = previous_epoch
+            self._diverged(now, record["epoch"], f"{now / untrained:.3g} times the untrained model's "
+                           f"{untrained:.4g}", "the held-out negative ELBO reached")
+
+    def _finish_run(self) -> None:
+        """The finishing phase alone: the callbacks see the last epoch again (figures, report), then finished."""
+        if not self.records:
+            return
+        for callback in self.callbacks:
+            callback(EpochEnd(self.epoch, self.records[-1], self.model, self.data, self.config, self.run_dir, True))
+        self._mark_finished()
+
+    def _mark_finished(self) -> None:
+        folder.write_status(self.run_dir, "finished", self.epoch, self.config.epochs,
+                            "time budget reached" if self.out_of_time else "")
 
     def _evaluate(self, epoch: int, train_means: dict | None, seconds: float, images: int) -> dict[str, Any]:
         evaluate = lambda split: elbo_terms(self.model, split, self.objective, self.config.pixels,  # noqa: E731

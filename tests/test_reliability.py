@@ -1,0 +1,219 @@
+"""A run folder nobody can corrupt: one writer at a time, names inside the runs folder, divergence caught, no dead ends,
+and every bad input ends as one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from betavae import cli
+from betavae.config import Config
+from betavae.data import sources
+from betavae.errors import BetaVAEError
+from betavae.runs import Run
+from betavae.training import TrainingDiverged, fit, folder
+from betavae.training.lock import run_lock
+
+from .conftest import synthetic_data, synthetic_images
+
+TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=5)
+quiet = dict(log=lambda line: None)
+
+
+@pytest.fixture
+def npz(tmp_path):
+    x, y = synthetic_images(200, (12, 12))
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    return tmp_path / "d.npz"
+
+
+def small(npz, *extra):
+    return ["--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2", "--batch-size", "32",
+            "--epochs", "1", "--no-figures", *extra]
+
+
+def test_a_second_writer_is_refused_naming_the_process_that_holds_the_run(tmp_path, data):
+    run_dir = tmp_path / "r"
+    with run_lock(run_dir):
+        with pytest.raises(BetaVAEError, match=f"being trained by process {os.getpid()}"):
+            fit(TINY, run_dir, data=data, **quiet)
+    assert not (run_dir / folder.CONFIG).exists()  # the refused writer wrote nothing
+    fit(TINY, run_dir, data=data, **quiet)
+    with run_lock(run_dir):
+        with pytest.raises(BetaVAEError, match="being trained by process"):
+            fit(None, run_dir, resume=True, data=data, **quiet)
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path, data):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from betavae.training.lock import run_lock\n"
+                               "with run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+                               str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(BetaVAEError, match=f"process {holder.pid}"):
+        fit(TINY, tmp_path / "r", data=data, **quiet)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    fit(TINY, tmp_path / "r", data=data, **quiet)  # the OS released the lock with the process
+    assert folder.read_status(tmp_path / "r")["state"] == "finished"
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path/x", ".", "..", "a/b"])
+def test_run_names_stay_inside_the_runs_folder(name, npz, tmp_path, capsys):
+    runs = tmp_path / "inside" / "runs"
+    assert cli.main(["train", *small(npz, "--runs", str(runs), "--name", name)]) == 1
+    err = capsys.readouterr().err
+    assert "must be a single folder name" in err and "--runs" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists() and not (runs.parent / "x").exists()
+
+
+def test_divergence_stops_the_run_and_keeps_the_good_weights(tmp_path, data):
+    run_dir = tmp_path / "r"
+    fit(TINY, run_dir, data=data, **quiet)
+    good = load_file(run_dir / folder.WEIGHTS)
+    with pytest.raises(TrainingDiverged, match=r"negative ELBO reached .* times the untrained.*--lr"):
+        fit({"epochs": 8, "lr": 5.0}, run_dir, resume=True, data=data, **quiet)
+    status = folder.read_status(run_dir)
+    assert status["state"] == "failed" and "--lr" in status["message"]
+    best = folder.load_checkpoint(run_dir, folder.BEST_CHECKPOINT)
+    assert best["epoch"] >= 1 and all(torch.isfinite(v).all() for v in best["model"].values())
+    fit({"epochs": 3, "lr": 1e-3}, run_dir, resume=True, from_best=True, data=data, **quiet)
+    assert folder.read_status(run_dir)["state"] == "finished"
+    assert good.keys() == load_file(run_dir / folder.WEIGHTS).keys()
+
+
+def test_a_run_that_died_before_its_first_checkpoint_can_be_resumed_or_replaced(tmp_path, data, npz, capsys):
+    run_dir = tmp_path / "r"
+    fit(TINY, run_dir, data=data, **quiet)
+    for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.WEIGHTS, folder.METRICS_JSONL, folder.STATUS):
+        (run_dir / name).unlink()
+    fit(None, run_dir, resume=True, data=data, **quiet)  # from step 0 with the saved configuration
+    assert [r["epoch"] for r in folder.read_metrics(run_dir)] == [0, 1]
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r", "--overwrite")]) == 0
+    assert Run.open(run_dir).config.dataset == str(npz)
+
+
+def test_a_resume_notices_changed_data(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    x, y = synthetic_images(200, (12, 12), seed=9)
+    np.savez(npz, images=x, labels=y)
+    assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "--no-figures"]) == 1
+    assert "changed since the run started" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "--no-figures",
+                     "--data-changed-ok"]) == 0
+    commands = json.loads((tmp_path / "r" / folder.CONFIG).read_text())["commands"]
+    assert len(commands) == 3 and "--data-changed-ok" in commands[-1]  # the history is kept
+
+
+def test_a_replaced_cache_with_a_recomputed_checksum_is_refused(tmp_path):
+    images = np.zeros((60000, 28, 28), np.uint8)
+    fake = sources.RawData(images, np.zeros(60000, np.int64), images[:10000], np.zeros(10000, np.int64))
+    path = tmp_path / "mnist.npz"
+    sources.write_cache(fake, path)  # stores the fake's own checksum beside it
+    assert sources.read_cache(path).checksum() == fake.checksum()
+    with pytest.raises(BetaVAEError, match="fails its checksum"):
+        sources.read_cache(path, sources.MNIST.decoded_sha256)
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    (run_dir / ".checkpoint.pt.abc.tmp").write_bytes(b"half")
+    fit({"epochs": 2}, run_dir, resume=True, data=data, **quiet)
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--hidden", "1000000000"], "does not fit in memory"),
+    (["train", "--latent-dim", "1000000000"], "does not fit in memory"),
+    (["train", "--seed", str(2**64)], "seed must be at most"),
+    (["train", "--capacity-min", "30", "--capacity-max", "1"], "capacity_min (30.0) is above capacity_max"),
+    (["train", "--cuda-graphs", "maybe"], "not a valid boolean"),
+    (["train", "--epochs", "1", "--from-best"], "apply to --resume RUN only"),
+    (["interpolate", "RUN", "--pairs", "0"], "pairs look like 0:1,2:3"),
+    (["sample", "RUN", "--n", "1000000000"], "at most 10000"),
+    (["evaluate", "RUN", "--repeats", "0"], "must be at least 1"),
+    (["evaluate", "RUN", "--importance-samples", "-1"], "must be at least 0"),
+    (["traverse", "RUN", "--span", "inf"], "must be at least"),
+])
+def test_bad_input_is_one_line(argv, message, npz, capsys):
+    argv = [str(npz) if a == "RUN" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--dataset", str(npz), "--val-size", "40", "--epochs", "1", "--runs", str(npz.parent / "runs")]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # usage errors, from argparse
+        code = exit.code
+    assert code in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def one_line_error(argv, capsys) -> str:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code in (1, 2) and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_data_and_files_are_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "tiny.npz", images=np.zeros((20, 1, 1), np.uint8))
+    assert "too small" in one_line_error(["train", "--dataset", str(tmp_path / "tiny.npz"), "--arch", "conv",
+                                          "--val-size", "2", "--runs", str(tmp_path)], capsys)
+    x, _ = synthetic_images(20)
+    np.savez(tmp_path / "names.npz", images=x, labels=np.array(["cat"] * 20))
+    assert "not integers" in one_line_error(["train", "--dataset", str(tmp_path / "names.npz"), "--val-size", "2",
+                                             "--runs", str(tmp_path)], capsys)
+    assert "cannot be read" in one_line_error(["train", "--config", str(tmp_path)], capsys)
+
+
+def test_a_two_image_data_set_trains_and_finishes(tmp_path):
+    x, y = synthetic_images(2)
+    np.savez(tmp_path / "two.npz", images=x, labels=y)
+    assert cli.main(["train", "--dataset", str(tmp_path / "two.npz"), "--val-size", "0", "--epochs", "1",
+                     "--hidden", "8", "--latent-dim", "2", "--runs", str(tmp_path), "--name", "r"]) == 0
+    run = Run.open(tmp_path / "r", finished=True)
+    assert (run.path / "report.html").is_file() and (run.figure_dir / "latent_map_pca.png").is_file()
+
+
+def test_damaged_metrics_are_one_line_everywhere(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    metrics = tmp_path / "r" / folder.METRICS_JSONL
+    metrics.write_text(metrics.read_text()[:-40])
+    for argv in (["curves", str(tmp_path / "r")], ["report", str(tmp_path / "r")],
+                 ["traverse", str(tmp_path / "r")], ["train", "--resume", str(tmp_path / "r"), "--epochs", "2"]):
+        assert "damaged at line 2" in one_line_error(argv, capsys)
+
+
+def test_a_full_disk_fails_the_run_in_one_line(tmp_path, data, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder, "save_checkpoint", full)
+    with pytest.raises(BetaVAEError, match="No space left on device.*betavae train --resume"):
+        fit(TINY, tmp_path / "r", data=data, **quiet)
+    status = folder.read_status(tmp_path / "r")
+    assert status["state"] == "failed" and "No space left" in status["message"]
+
+
+def test_sampling_needs_no_training_data(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    npz.unlink()
+    assert cli.main(["sample", str(tmp_path / "r"), "--n", "4"]) == 0
+    assert "samples.png" in capsys.readouterr().out
+
+
+def test_the_report_names_missing_figures(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0  # --no-figures
+    assert cli.main(["report", str(tmp_path / "r")]) == 0
+    assert "lacks curves.png" in capsys.readouterr().err
