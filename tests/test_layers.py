@@ -14,6 +14,7 @@ LAYERS = [  # lowest first; the layer of a module is that of its top-level modul
     {"model"},
     {"training"},
     {"runs"},
+    {"samplers"},
     {"pictures", "evaluation"},  # siblings: neither imports the other
     {"api"},
     {"sweep"},

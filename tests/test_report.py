@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from betavae import runs
+from betavae import runs, samplers
 from betavae.config import Config
 from betavae.model import networks
 from betavae.pictures import run_figures
 from betavae.pictures.report import decoder_spec
+from betavae.runs import Run
 from betavae.training import fit
 
 from .conftest import synthetic_data
@@ -76,6 +77,14 @@ def test_explorer_in_headless_chromium(report_run):
     assert (shown - expected).abs().max().item() <= 1e-4
     canvas = torch.tensor(page["after"], dtype=torch.float64)
     assert (canvas - (expected * 255).round()).abs().max().item() <= 1
+    assert set(page["draws"]) == {"prior", "gmm", "class"}  # the "draw z" button, once per sampler
+    run = Run.open(report_run)
+    for kind, drawn in page["draws"].items():
+        fitted = samplers.for_run(run, kind)  # the ones the report embedded, saved beside it
+        mixture = fitted.mixtures[int(drawn["label"]) if kind == "class" else samplers.UNCONDITIONAL]
+        expected_z = mixture.draw_with(torch.tensor(drawn["eps"]), drawn["u"])
+        assert (torch.tensor(drawn["z"], dtype=torch.float64) - expected_z).abs().max().item() < 1e-4
+        assert drawn["shown"] == drawn["z"] and drawn["digits_shown"] == (kind == "class")
 
 
 def test_report_is_self_contained(report_run):

@@ -80,5 +80,13 @@ const result = {
   before,
   after: await evaluate(canvas),
 };
+const draws = {}; // after the slider check: each sampler's button, one draw
+for (const kind of await evaluate("Array.from(document.getElementById('sampler').options, (o) => o.value)")) {
+  await evaluate(`(() => { const s = document.getElementById('sampler'); s.value = '${kind}'; ` +
+    "s.dispatchEvent(new Event('change')); document.getElementById('draw-z').click(); })()");
+  draws[kind] = await evaluate("Object.assign({}, window.explorer.lastDraw, " +
+    "{ shown: Array.from(window.explorer.z), digits_shown: document.getElementById('digit').style.display !== 'none' })");
+}
+result.draws = draws;
 process.stdout.write(JSON.stringify(result));
 finish(0);

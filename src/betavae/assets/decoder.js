@@ -98,7 +98,40 @@
     return probabilities;
   }
 
-  const api = { prepare, decode, fromBase64 };
+  // A Gaussian mixture as the report embeds it (weights, means and Cholesky factors of the covariances, base64).
+  function prepareMixture(mixture) {
+    return { weights: mixture.weights, dim: mixture.dim, means: fromBase64(mixture.means),
+             scaleTril: fromBase64(mixture.scale_tril) };
+  }
+
+  // One draw from a mixture given standard normal noise eps (length dim) and a uniform u in [0, 1) that picks the
+  // component by its cumulative weight: z = mean_k + L_k eps, exactly as betavae.samplers.Mixture.draw_with.
+  function mixtureDraw(mixture, eps, u) {
+    const d = mixture.dim, weights = mixture.weights;
+    const total = weights.reduce((a, b) => a + b, 0);
+    let k = 0, cumulative = weights[0];
+    while (k < weights.length - 1 && u * total >= cumulative) cumulative += weights[++k];
+    const z = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      let sum = mixture.means[k * d + i];
+      for (let j = 0; j <= i; j++) sum += mixture.scaleTril[(k * d + i) * d + j] * eps[j];
+      z[i] = sum;
+    }
+    return z;
+  }
+
+  // Standard normal noise by Box-Muller from a source of uniforms (Math.random in the page).
+  function normals(n, random) {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i += 2) {
+      const r = Math.sqrt(-2 * Math.log(1 - random())), t = 2 * Math.PI * random();
+      out[i] = r * Math.cos(t);
+      if (i + 1 < n) out[i + 1] = r * Math.sin(t);
+    }
+    return out;
+  }
+
+  const api = { prepare, decode, fromBase64, prepareMixture, mixtureDraw, normals };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else root.BetaVAEDecoder = api;
 })(typeof window !== "undefined" ? window : globalThis);

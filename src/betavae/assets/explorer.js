@@ -117,8 +117,35 @@
     if (best >= 0 && bestDistance < 100) select(best);
   });
 
+  // Drawing z from the embedded samplers: the prior, the fitted mixture, or one label's Gaussian.
+  const samplerSelect = document.getElementById("sampler"), digitSelect = document.getElementById("digit");
+  const mixtures = {};
+  for (const [kind, value] of Object.entries(spec.samplers || {})) {
+    mixtures[kind] = kind === "class"
+      ? Object.fromEntries(Object.entries(value).map(([label, m]) => [label, D.prepareMixture(m)]))
+      : D.prepareMixture(value);
+    samplerSelect.append(new Option(kind, kind));
+  }
+  for (const label of Object.keys(mixtures.class || {})) digitSelect.append(new Option("digit " + label, label));
+  function showDigits() { digitSelect.style.display = samplerSelect.value === "class" ? "" : "none"; }
+  samplerSelect.addEventListener("change", showDigits);
+  showDigits();
+
+  function drawZ(kind, label, eps, u) {
+    const mixture = kind === "class" ? mixtures.class[label] : mixtures[kind];
+    eps = eps || D.normals(latentDim, Math.random);
+    u = u === undefined ? Math.random() : u;
+    const drawn = D.mixtureDraw(mixture, eps, u);
+    state.lastDraw = { kind, label, eps: Array.from(eps), u, z: Array.from(drawn) };
+    setLatent(drawn);
+    return state.lastDraw;
+  }
+  document.getElementById("draw-z").addEventListener("click",
+    () => drawZ(samplerSelect.value, digitSelect.value));
+
   window.explorer.setLatent = setLatent;
   window.explorer.select = select;
+  window.explorer.drawZ = drawZ;
 
   for (const id of ["decoded", "original"]) {
     const canvas = document.getElementById(id);

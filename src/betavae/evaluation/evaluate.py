@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from .. import atomic
+from .. import atomic, samplers
 from .. import data as datalib
 from ..errors import BetaVAEError
 from ..model import VAE
@@ -66,27 +66,45 @@ def likelihood_section(model: VAE, split: datalib.Split, trained_on: str, k: int
     return section
 
 
-def sample_quality_section(model: VAE, train: datalib.Split, split: datalib.Split, classifier_file: Path,
-                           n: int, seed: int) -> dict[str, Any]:
-    """Samples against real images in the classifier's feature space, beside the real-against-real floor."""
+def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path, n: int, seed: int
+                           ) -> dict[str, Any]:
+    """Samples of each sampler against real images in the classifier's feature space, beside the real-against-real
+    floor; for the class sampler also the share of each label's samples that the classifier gives that label."""
     classifier, accuracy = load_classifier(classifier_file)
+    train = run.split("train")
     n = min(n, len(split), len(train))
-    samples = model.sample(n, torch.Generator().manual_seed(seed + 11))
-    real_f, real_p = features_and_probabilities(classifier, datalib.as_float(split.images[:n]))
-    train_f, train_p = features_and_probabilities(classifier, datalib.as_float(train.images[:n]))
-    fake_f, fake_p = features_and_probabilities(classifier, samples)
-    fake_precision, fake_recall = quality.precision_recall(real_f, fake_f)
+    features = lambda images: features_and_probabilities(classifier, datalib.as_float(images))  # noqa: E731
+    real_f, real_p = features(split.images[:n])
+    train_f, _ = features(train.images[:n])
     floor_precision, floor_recall = quality.precision_recall(real_f, train_f)
-    return {
+    section: dict[str, Any] = {
         "n": n, "classifier": str(classifier_file), "classifier_test_accuracy": accuracy,
-        "pixels": "Bernoulli means of z ~ N(0, I)",
-        "frechet_distance": {"samples": quality.frechet_distance(fake_f, real_f),
-                             "floor_train_vs_split": quality.frechet_distance(train_f, real_f)},
-        "classifier_score": {"samples": quality.classifier_score(fake_p), "floor_split": quality.classifier_score(real_p)},
-        "precision": {"samples": fake_precision, "floor_train": floor_precision},
-        "recall": {"samples": fake_recall, "floor_train": floor_recall},
-        "class_histogram": {"samples": quality.class_histogram(fake_p), "split": quality.class_histogram(real_p)},
-    }
+        "pixels": "Bernoulli means of the decoded samples",
+        "floor": {"frechet_distance": quality.frechet_distance(train_f, real_f), "what": "train vs split images",
+                  "classifier_score": quality.classifier_score(real_p), "precision": floor_precision,
+                  "recall": floor_recall, "class_histogram": quality.class_histogram(real_p)},
+        "samplers": {}}
+    labelled = bool((train.labels >= 0).all())
+    for kind in ("prior", "gmm", "class") if labelled else ("prior", "gmm"):
+        sampler = samplers.for_run(run, kind)
+        generator = torch.Generator().manual_seed(seed + 11)
+        if kind == "class":
+            share = max(1, n // len(sampler.labels))
+            z = torch.cat([sampler.draw(share, generator, label) for label in sampler.labels])
+            asked = torch.tensor(sampler.labels).repeat_interleave(share)
+        else:
+            z = sampler.draw(n, generator)
+        with torch.no_grad():
+            fake_f, fake_p = features(torch.sigmoid(run.model.decode(z)))
+        precision, recall = quality.precision_recall(real_f, fake_f)
+        entry = {"frechet_distance": quality.frechet_distance(fake_f, real_f),
+                 "classifier_score": quality.classifier_score(fake_p), "precision": precision, "recall": recall,
+                 "class_histogram": quality.class_histogram(fake_p), "settings": sampler.settings}
+        if kind == "class":
+            hits = fake_p.argmax(1) == asked
+            entry["label_accuracy"] = {str(y): float(hits[asked == y].float().mean()) for y in sampler.labels}
+        section["samplers"][kind] = entry
+    return section
 
 
 def representation_section(model: VAE, train: datalib.Split, split: datalib.Split, seed: int) -> dict[str, Any]:
@@ -116,8 +134,7 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
     result["active_units"] = active_units(torch.from_numpy(model.posterior_means(target.images)).double())
     classifier_file = Path(classifier) if classifier else default_classifier(config.dataset)
     if classifier_file is not None and (classifier or classifier_file.is_file()):
-        result["sample_quality"] = sample_quality_section(model, run.split("train"), target, classifier_file,
-                                                          n_samples, seed)
+        result["sample_quality"] = sample_quality_section(run, target, classifier_file, n_samples, seed)
     elif classifier_file is None:
         result["sample_quality"] = ("skipped: no classifier is known for this data set (train one with betavae "
                                     "classifier train --dataset DATA --out FILE, then pass --classifier FILE)")
@@ -149,13 +166,20 @@ def format_table(result: dict[str, Any]) -> str:
     row("active units (Var E[z|x] > 0.01)", str(result["active_units"]))
     sq = result.get("sample_quality")
     if isinstance(sq, dict):
-        row("Fréchet distance (classifier features)", f"{sq['frechet_distance']['samples']:.2f}",
-            f"floor (train vs {result['split']}): {sq['frechet_distance']['floor_train_vs_split']:.2f}")
-        row("classifier score", f"{sq['classifier_score']['samples']:.2f}",
-            f"real {result['split']} images: {sq['classifier_score']['floor_split']:.2f}")
-        row("precision / recall (k = 3)", f"{sq['precision']['samples']:.3f} / {sq['recall']['samples']:.3f}",
-            f"floor (train): {sq['precision']['floor_train']:.3f} / {sq['recall']['floor_train']:.3f}")
-        row("sample class histogram", " ".join(map(str, sq["class_histogram"]["samples"])), "")
+        floor = sq["floor"]
+        row("sample quality (classifier features)", "", f"{sq['n']} samples per sampler; floor: train vs "
+            f"{result['split']} images")
+        row("  Fréchet distance, floor", f"{floor['frechet_distance']:.2f}",
+            f"classifier score {floor['classifier_score']:.2f}, precision / recall (k = 3) "
+            f"{floor['precision']:.3f} / {floor['recall']:.3f}")
+        for kind, entry in sq["samplers"].items():
+            row(f"  Fréchet distance, {kind}", f"{entry['frechet_distance']:.2f}",
+                f"classifier score {entry['classifier_score']:.2f}, precision / recall {entry['precision']:.3f} / "
+                f"{entry['recall']:.3f}; classes {' '.join(map(str, entry['class_histogram']))}")
+            if "label_accuracy" in entry:
+                accuracy = entry["label_accuracy"]
+                row("    share classified as the asked label", f"{min(accuracy.values()):.3f} (min)",
+                    " ".join(f"{y}:{a:.2f}" for y, a in accuracy.items()))
     elif sq:
         row("sample quality", "skipped", sq)
     if "representation" in result:

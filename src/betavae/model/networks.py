@@ -6,6 +6,7 @@ Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (s
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,10 +58,15 @@ class VAE(nn.Module):
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I)."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> torch.Tensor:
+        """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I), or from z drawn by a fitted
+        sampler (betavae.samplers: a mixture fitted to the posterior means, or one per label)."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        if sampler is None:
+            z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        else:
+            z = sampler(n, generator or torch.Generator().manual_seed(0)).to(device)
         return torch.sigmoid(self.decode(z))
 
     @torch.no_grad()

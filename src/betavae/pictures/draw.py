@@ -86,7 +86,8 @@ def reconstruction_grid(model: VAE, images: torch.Tensor, caption: str = "") -> 
 @torch.no_grad()
 def sample_grid(model: VAE, noise: torch.Tensor, ncol: int = 8, caption: str = "", draw: bool = False,
                 seed: int = 0) -> Image.Image:
-    """Decodings of fixed noise z ~ N(0, I): Bernoulli means, or one Bernoulli draw per pixel when draw=True."""
+    """Decodings of latent codes (z ~ N(0, I), or a sampler's): Bernoulli means, or one Bernoulli draw per pixel
+    when draw=True."""
     device = next(model.parameters()).device
     probabilities = torch.sigmoid(model.decode(noise.to(device))).cpu()
     if draw:

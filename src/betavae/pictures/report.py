@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import atomic
+from .. import atomic, samplers
 from .. import data as datalib
 from ..model.networks import ACTIVATIONS, VAE, ConvDecoder
 from ..runs import Run
@@ -141,6 +141,7 @@ def write_report(run: Run) -> Path:
     kl = kl_per_dim(last)
     model = copy.deepcopy(run.model).cpu()  # leave a GPU model be
     payload = explorer_payload(model, run.reference_split(), kl, seed=run.config.seed)
+    payload["samplers"] = samplers.explorer_samplers(run)
     out = run.figure_dir
     figures_html = "".join([
         *[image_tag(out / name, caption) for name, caption in FIGURES],
@@ -177,10 +178,14 @@ TEMPLATE = """<!DOCTYPE html>
 <h2>Latent explorer</h2>
 <p class="note">Sliders set each latent coordinate (largest KL first); the image is decoded in this page from the
 embedded decoder weights (Bernoulli means). Click a point of the map (PCA of posterior means of validation images) to
-see that image and move the sliders to its mean. Decode time: <span id="decode-time">-</span>.</p>
+see that image and move the sliders to its mean. "draw z" sets the sliders to a new draw from the prior N(0, I), from
+the Gaussian mixture fitted to the training images' posterior means (gmm), or from one label's Gaussian (class).
+Decode time: <span id="decode-time">-</span>.</p>
 <div class="explorer">
   <div class="images"><canvas id="decoded" title="decoded"></canvas><canvas id="original" title="original"></canvas>
     <div class="note">left: decoded from the sliders; right: <span id="selected">the chosen image</span></div>
+    <div class="draw"><button id="draw-z">draw z</button> from <select id="sampler"></select>
+      <select id="digit" title="the label to draw"></select></div>
     <div id="sliders"></div></div>
   <div><canvas id="map" width="440" height="440"></canvas><div id="legend"></div></div>
 </div>

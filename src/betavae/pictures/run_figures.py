@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import atomic
+from .. import atomic, samplers
 from .. import data as datalib
 from ..config import Config
 from ..errors import BetaVAEError
@@ -165,6 +165,7 @@ class TrainingFigures:
         save_traversals(model, inputs.reconstruct[0], run.kl_per_dim, out)
         save_curves(run)
         save_latent_map(run, "pca")
+        save_sampler_grids(run, run.config.seed + 2)
         if self.report:
             from .report import write_report
 
@@ -215,14 +216,37 @@ def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") 
     return figures.save_image(picture, run.figure_dir / "reconstruction.png")
 
 
-def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False) -> Path:
+SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the posterior means",
+           "class": "z from the Gaussian of label"}
+
+
+def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = "prior",
+           components: int | None = None, digit: int | None = None) -> Path:
+    """A grid of n samples: decoded z from the prior, the fitted mixture, or the chosen label's Gaussian."""
     if n < 1:
         raise BetaVAEError(f"--n must be at least 1, got {n}")
+    if digit is not None and sampler != "class":
+        raise BetaVAEError(f"--digit needs --sampler class (got --sampler {sampler})")
     seed = run.config.seed + 2 if seed is None else seed
-    noise = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    fitted = samplers.for_run(run, sampler, components)
+    z = fitted.draw(n, torch.Generator().manual_seed(seed), digit) if sampler != "class" or digit is not None \
+        else fitted(n, torch.Generator().manual_seed(seed))
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
-    picture = figures.sample_grid(run.model, noise, min(n, 8), f"z ~ N(0,I), seed {seed}: {what}", draw, seed)
-    return figures.save_image(picture, run.figure_dir / ("samples_drawn.png" if draw else "samples.png"))
+    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "s, in rows" if sampler == "class" else "")
+    picture = figures.sample_grid(run.model, z, min(n, 10 if sampler == "class" and digit is None else 8),
+                                  f"{source}, seed {seed}: {what}", draw, seed)
+    name = "samples" + ("" if sampler == "prior" else f"_{sampler}") + (f"_{digit}" if digit is not None else "")
+    return figures.save_image(picture, run.figure_dir / f"{name}{'_drawn' if draw else ''}.png")
+
+
+def save_sampler_grids(run: Run, seed: int) -> list[Path]:
+    """The fitted samplers' grids beside the prior's: 64 mixture samples and, for labelled data, one row of 10 per
+    label."""
+    paths = [sample(run, N_SAMPLES, seed, sampler="gmm")]
+    train = run.split("train")
+    if len(train) and bool((train.labels >= 0).all()):
+        paths.append(sample(run, 10 * len(train.labels.unique()), seed, sampler="class"))
+    return paths
 
 
 def interpolate(run: Run, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,

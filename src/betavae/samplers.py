@@ -1,0 +1,218 @@
+"""Where generated images come from: a sampler draws the latent codes z that the decoder turns into images.
+
+- `prior`: z ~ N(0, I), what the KL term pulls the posteriors towards.
+- `gmm`: a Gaussian mixture fitted, after training, to the posterior means of the training images (Ghosh et al. 2020,
+  "From variational to deterministic autoencoders"). The aggregate posterior the decoder was trained on is not N(0, I),
+  so prior draws land where the decoder saw little; the mixture follows where the codes really are.
+- `class`: one mixture per label, so a user can ask for a digit.
+
+Each is a set of Gaussian mixtures (the prior is the one-component mixture N(0, I)), so one routine draws from all.
+A fitted sampler is kept in RUN/samplers/ as safetensors (no pickle) together with the sha256 of the weights it was
+fitted for: it is reused while they stay, refitted when they change, and never loaded for other weights.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors_bytes
+
+from . import atomic
+from .errors import BetaVAEError
+from .runs import Run
+from .training import folder
+
+KINDS = ("prior", "gmm", "class")
+COVARIANCES = ("full", "diag", "tied", "spherical")
+UNCONDITIONAL = -1  # the key of a sampler's one mixture when it has no labels
+DEFAULT_COMPONENTS = {"gmm": 10, "class": 1}
+MAX_FIT_POINTS = 50_000  # fitted on at most this many training images (dSprites has 717k)
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A Gaussian mixture: component weights (K,), means (K, D), and Cholesky factors of the covariances (K, D, D)."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    scale_tril: torch.Tensor
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n codes (n, D): standard normal noise first, then the component of each draw (independent draws, so a
+        grid of samples is shuffled, never grouped by component); N(0, I) gives exactly torch.randn's codes."""
+        eps = torch.randn(n, self.means.shape[1], generator=generator).double()  # float32 draws, as torch.randn
+        component = torch.multinomial(self.weights, n, replacement=True, generator=generator) \
+            if len(self.weights) > 1 else torch.zeros(n, dtype=torch.long)
+        return self.means[component] + torch.einsum("nij,nj->ni", self.scale_tril[component], eps)
+
+
+    def draw_with(self, eps: torch.Tensor, u: float) -> torch.Tensor:
+        """The draw for given noise eps (D,) and a uniform u that picks the component by cumulative weight: what
+        the report's explorer computes in the page (decoder.js, mixtureDraw)."""
+        cumulative = torch.cumsum(self.weights, 0) / self.weights.sum()
+        k = min(int(torch.searchsorted(cumulative, torch.tensor(u, dtype=cumulative.dtype), right=True)),
+                len(self.weights) - 1)
+        return self.means[k] + self.scale_tril[k] @ eps.double()
+
+    def to_json(self) -> dict[str, Any]:
+        """The mixture for the report: weights as numbers, means and Cholesky factors as base64 float32."""
+        encode = lambda t: base64.b64encode(t.numpy().astype("<f4").tobytes()).decode()  # noqa: E731
+        return {"weights": self.weights.tolist(), "dim": self.means.shape[1], "means": encode(self.means),
+                "scale_tril": encode(self.scale_tril)}
+
+
+def standard_normal(dim: int) -> Mixture:
+    return Mixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, dim, dtype=torch.float64),
+                   torch.eye(dim, dtype=torch.float64)[None])
+
+
+def fit_mixture(points: np.ndarray, components: int, covariance: str = "full", seed: int = 0) -> Mixture:
+    """scikit-learn's Gaussian mixture fitted to points (N, D), as full Cholesky factors whatever the covariance
+    type; one-line errors for an impossible number of components."""
+    from sklearn.mixture import GaussianMixture
+
+    if components < 1:
+        raise BetaVAEError(f"--components must be at least 1, got {components}")
+    if components > len(points):
+        raise BetaVAEError(f"--components {components} is more than the {len(points)} points to fit; lower it")
+    if covariance not in COVARIANCES:
+        raise BetaVAEError(f"unknown covariance {covariance!r}; choose one of: {', '.join(COVARIANCES)}")
+    gmm = GaussianMixture(components, covariance_type=covariance, random_state=seed, reg_covar=1e-5)
+    gmm.fit(np.asarray(points, dtype=np.float64))
+    k, d = gmm.means_.shape
+    covariances = {"full": lambda c: c, "tied": lambda c: np.broadcast_to(c, (k, d, d)),
+                   "diag": lambda c: np.stack([np.diag(row) for row in c]),
+                   "spherical": lambda c: np.stack([np.eye(d) * v for v in c])}[covariance](gmm.covariances_)
+    return Mixture(torch.from_numpy(gmm.weights_.copy()), torch.from_numpy(gmm.means_.copy()),
+                   torch.linalg.cholesky(torch.from_numpy(np.array(covariances))))
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A fitted sampler: its kind, its settings, and one mixture per label (UNCONDITIONAL when it has no labels)."""
+
+    kind: str
+    mixtures: dict[int, Mixture]
+    settings: dict[str, Any]
+
+    @property
+    def labels(self) -> list[int]:
+        return sorted(k for k in self.mixtures if k != UNCONDITIONAL)
+
+    def draw(self, n: int, generator: torch.Generator, label: int | None = None) -> torch.Tensor:
+        """n latent codes (float32); for `class`, of the given label (required)."""
+        if self.kind == "class":
+            if label is None:
+                raise BetaVAEError("the class sampler draws one label at a time; give --digit")
+            if label not in self.mixtures:
+                raise BetaVAEError(f"--digit {label} is not one of this run's labels ({', '.join(map(str, self.labels))})")
+            return self.mixtures[label].draw(n, generator).float()
+        if label is not None:
+            raise BetaVAEError(f"--digit needs the class sampler (--sampler class), not {self.kind}")
+        return self.mixtures[UNCONDITIONAL].draw(n, generator).float()
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Codes for model.sample(n, sampler=...): unconditional draws, or for `class` equal shares of every label."""
+        if self.kind != "class":
+            return self.draw(n, generator)
+        shares = np.array_split(np.arange(n), len(self.labels))
+        return torch.cat([self.draw(len(share), generator, label) for share, label in zip(shares, self.labels)])
+
+
+# --- fitting, saving and loading ---------------------------------------------------------------------------------
+def fit(kind: str, means: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
+        covariance: str = "full", seed: int = 0) -> Sampler:
+    """Fit a sampler to posterior means (N, D) (and their labels, for `class`). Components: by default 10 for gmm
+    (fewer when there are fewer points) and 1 per label for class."""
+    if components is None:
+        components = min(DEFAULT_COMPONENTS.get(kind, 1), max(1, len(means)))
+    settings = {"components": components, "covariance": covariance, "seed": seed}
+    if kind == "prior":
+        return Sampler(kind, {UNCONDITIONAL: standard_normal(means.shape[1])}, {})
+    if kind == "gmm":
+        return Sampler(kind, {UNCONDITIONAL: fit_mixture(means, components, covariance, seed)}, settings)
+    if kind != "class":
+        raise BetaVAEError(f"unknown sampler {kind!r}; choose one of: {', '.join(KINDS)}")
+    if labels is None or (labels < 0).any():
+        raise BetaVAEError("the class sampler needs labelled training images; this run's data have no labels "
+                           "(use --sampler gmm)")
+    return Sampler(kind, {int(y): fit_mixture(means[labels == y], components, covariance, seed)
+                          for y in np.unique(labels)}, settings)
+
+
+def weights_digest(run: Run) -> str:
+    """sha256 of the run's model.safetensors: what a saved sampler was fitted for."""
+    try:
+        return hashlib.sha256((run.path / folder.WEIGHTS).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise BetaVAEError(f"{run.path} has no {folder.WEIGHTS}; train it first") from None
+
+
+def sampler_path(run: Run, kind: str, components: int | None, covariance: str) -> Path:
+    return run.path / "samplers" / f"{kind}-{components or 'default'}-{covariance}.safetensors"
+
+
+def save(sampler: Sampler, path: Path, digest: str) -> None:
+    tensors = {f"{name}/{label}": getattr(mixture, name).contiguous()
+               for label, mixture in sampler.mixtures.items() for name in ("weights", "means", "scale_tril")}
+    metadata = {"format": str(FORMAT), "kind": sampler.kind, "settings": json.dumps(sampler.settings),
+                "weights_sha256": digest}
+    atomic.write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def load(path: Path, digest: str) -> Sampler:
+    """A saved sampler, refused with one line when it was fitted for other weights or is not a sampler file."""
+    try:
+        with safe_open(str(path), framework="pt") as stored:
+            meta = stored.metadata() or {}
+            tensors = {key: stored.get_tensor(key) for key in stored.keys()}
+        kind, settings = meta["kind"], json.loads(meta["settings"])
+    except (SafetensorError, OSError, KeyError, ValueError) as error:
+        raise BetaVAEError(f"{path} is not a betavae sampler ({str(error)[:120]}); delete it to refit") from None
+    if meta.get("weights_sha256") != digest:
+        raise BetaVAEError(f"{path} was fitted for other weights than the run's model.safetensors; delete it to "
+                           "refit (betavae refits it by itself when asked for a sampler)")
+    labels = sorted({int(key.split("/")[1]) for key in tensors})
+    mixtures = {label: Mixture(*(tensors[f"{name}/{label}"] for name in ("weights", "means", "scale_tril")))
+                for label in labels}
+    return Sampler(kind, mixtures, settings)
+
+
+def for_run(run: Run, kind: str = "gmm", components: int | None = None, covariance: str = "full") -> Sampler:
+    """The run's sampler of this kind: loaded when fitted for the current weights, else fitted on the posterior means
+    of (at most MAX_FIT_POINTS of) the training images and saved. Components: 10 for gmm, 1 per label for class."""
+    if kind == "prior":
+        return fit("prior", np.zeros((1, run.config.latent_dim)))
+    path, digest = sampler_path(run, kind, components, covariance), weights_digest(run)
+    if path.is_file():
+        try:
+            return load(path, digest)
+        except BetaVAEError:
+            pass  # fitted for earlier weights: refit below
+    train = run.split("train").sample(MAX_FIT_POINTS, seed=run.config.seed)
+    if kind == "class" and (len(train) == 0 or (train.labels < 0).any()):
+        raise BetaVAEError(f"{run.path} was trained on data without labels, so it cannot sample a chosen digit; "
+                           "use --sampler gmm")
+    means = run.model.posterior_means(train.images)
+    sampler = fit(kind, means, train.labels.numpy(), components, covariance, run.config.seed)
+    save(sampler, path, digest)
+    return sampler
+
+
+def explorer_samplers(run: Run) -> dict[str, Any]:
+    """The mixtures the report's explorer draws from: prior, gmm, and one per label for labelled data."""
+    out: dict[str, Any] = {"prior": standard_normal(run.config.latent_dim).to_json()}
+    out["gmm"] = for_run(run, "gmm").mixtures[UNCONDITIONAL].to_json()
+    train = run.split("train")
+    if len(train) and bool((train.labels >= 0).all()):
+        out["class"] = {str(label): mixture.to_json() for label, mixture in for_run(run, "class").mixtures.items()}
+    return out
