@@ -37,8 +37,8 @@ def run(tmp_path_factory):
 
 def test_grid_codes_are_the_posterior_means_in_index_order(run):
     model = runs.load(run)
-    factors = dsprites.index_to_factors(np.arange(100, 140))
-    images = dsprites.render(factors)
+    levels = dsprites.index_to_factors(np.arange(100, 140))
+    images = dsprites.render(levels)
     packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
     codes = factors.grid_codes(model, packed, batch_size=16)
     assert codes.shape == (40, 6)

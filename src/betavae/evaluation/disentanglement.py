@@ -101,12 +101,14 @@ def dci_importance(codes: np.ndarray, factors: np.ndarray, test_codes: np.ndarra
                    seed: int = 0) -> tuple[np.ndarray, float]:
     """(D, K) feature importances of gradient-boosted trees predicting each factor, and their mean test accuracy.
     The trees are seeded (disentanglement_lib leaves them unseeded, so its ties break differently per run); the
-    factors are fitted in parallel processes, the slowest part of all five metrics."""
+    factors are fitted in parallel processes, the slowest part of all five metrics, those with the most levels
+    first (a fit's time grows with its classes), so the processes finish together."""
     from joblib import Parallel, delayed
 
-    fits = Parallel(n_jobs=min(factors.shape[1], os.cpu_count() or 1))(
-        delayed(_boosted_trees)(codes, factors[:, k], test_codes, test_factors[:, k], seed)
-        for k in range(factors.shape[1]))
+    order = sorted(range(factors.shape[1]), key=lambda k: -len(np.unique(factors[:, k])))
+    fitted = Parallel(n_jobs=min(factors.shape[1], os.cpu_count() or 1))(
+        delayed(_boosted_trees)(codes, factors[:, k], test_codes, test_factors[:, k], seed) for k in order)
+    fits = [fit for _, fit in sorted(zip(order, fitted))]
     importance = np.stack([importance for importance, _ in fits], axis=1)
     return importance, float(np.mean([accuracy for _, accuracy in fits]))
 

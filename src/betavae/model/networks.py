@@ -49,7 +49,7 @@ class VAE(nn.Module):
         z = mean + noise * (0.5 * logvar).exp()
         return self.decode(z), mean, logvar
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def posterior_means(self, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
         """Posterior means (N, latent_dim) float32 of a whole image set, encoded batch by batch on the model's device
         (bit-packed images unpack one batch at a time)."""
