@@ -1,0 +1,74 @@
+"""Sample quality of each sampler on finished MNIST runs: prior N(0, I) against the Gaussian mixture fitted to the
+posterior means (gmm) and one Gaussian per digit (class), scored by the project's classifier on the test split.
+
+Prints, per run: Fréchet distance, classifier score, precision and recall of 10,000 samples from each sampler beside
+the real-data floor; gmm / prior Fréchet ratio (target: at most 1/3); the share of each digit's class samples that the
+classifier calls that digit (target: at least 0.9 for every digit); and the time to fit the mixture on the posterior
+means of 50,000 training images (target: under 30 s).
+
+Usage (one job at a time on this machine):
+    betavae classifier train
+    betavae train --preset description --name description
+    betavae train --name betavae                     # the default preset, beta = 4
+    python bench/samplers.py runs/description runs/betavae
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from betavae import samplers
+from betavae.evaluation.classifier import default_classifier
+from betavae.evaluation.evaluate import sample_quality_section
+from betavae.runs import Run
+
+
+def fit_seconds(run: Run) -> tuple[float, int]:
+    """Seconds to fit the default mixture on the posterior means of (at most) 50,000 training images."""
+    train = run.split("train").sample(samplers.MAX_FIT_POINTS, seed=run.config.seed)
+    means = run.model.posterior_means(train.images)
+    start = time.perf_counter()
+    samplers.fit("gmm", means, seed=run.config.seed)
+    return time.perf_counter() - start, len(means)
+
+
+def report(path: str, n: int) -> None:
+    run = Run.open(path, finished=True)
+    seconds, points = fit_seconds(run)
+    section = sample_quality_section(run, run.split("test"), default_classifier(run.config.dataset), n, seed=0)
+    floor, by_kind = section["floor"], section["samplers"]
+    print(f"{path}: {run.describe_objective()}, {run.last_record['epoch']} epochs; {section['n']} samples each")
+    print(f"  {'':8} {'Fréchet':>8} {'score':>6} {'precision':>9} {'recall':>6}")
+    print(f"  {'floor':8} {floor['frechet_distance']:8.2f} {floor['classifier_score']:6.2f} "
+          f"{floor['precision']:9.3f} {floor['recall']:6.3f}")
+    for kind, entry in by_kind.items():
+        print(f"  {kind:8} {entry['frechet_distance']:8.2f} {entry['classifier_score']:6.2f} "
+              f"{entry['precision']:9.3f} {entry['recall']:6.3f}   classes {entry['class_histogram']}")
+    prior, gmm = by_kind["prior"], by_kind["gmm"]
+    print(f"  gmm / prior Fréchet distance: {gmm['frechet_distance'] / prior['frechet_distance']:.3f} "
+          f"(1/{prior['frechet_distance'] / gmm['frechet_distance']:.2f}); precision "
+          f"{gmm['precision'] - prior['precision']:+.3f}, recall {gmm['recall'] - prior['recall']:+.3f}")
+    if "class" in by_kind:
+        accuracy = by_kind["class"]["label_accuracy"]
+        print("  class samples classified as the asked digit: " +
+              " ".join(f"{y}:{a:.3f}" for y, a in accuracy.items()) + f"  (min {min(accuracy.values()):.3f})")
+    print(f"  fitting the 10-component full-covariance mixture on {points:,} posterior means: {seconds:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN")
+    parser.add_argument("--n", type=int, default=10_000, help="samples per sampler")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    np.set_printoptions(precision=3)
+    for path in args.runs:
+        report(path, args.n)
+
+
+if __name__ == "__main__":
+    main()
