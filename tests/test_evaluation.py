@@ -149,7 +149,12 @@ def test_evaluate_command(finished_run, capsys):
     iwae, elbo = result["iwae"], result["elbo_binarized"]
     assert iwae["nll"] <= elbo["neg_elbo"] + 3 * elbo["neg_elbo_sd"] + 1
     assert iwae["bits_per_dim"] == pytest.approx(iwae["nll"] / (144 * math.log(2)))
-    assert sum(result["sample_quality"]["class_histogram"]["samples"]) == 25
+    quality_of = result["sample_quality"]["samplers"]
+    assert set(quality_of) == {"prior", "gmm", "class"}  # each sampler scored beside the others
+    assert sum(quality_of["prior"]["class_histogram"]) == 25 and sum(quality_of["gmm"]["class_histogram"]) == 25
+    labels = quality_of["class"]["label_accuracy"]
+    assert set(labels) == {"0", "1", "2", "3"} and all(0 <= a <= 1 for a in labels.values())
+    assert "Fréchet distance, gmm" in out and "share classified as the asked label" in out
     assert 0 <= result["representation"]["linear_probe_accuracy"] <= 1
 
 

@@ -84,6 +84,9 @@ def fit_mixture(points: np.ndarray, components: int, covariance: str = "full", s
         raise BetaVAEError(f"--components must be at least 1, got {components}")
     if components > len(points):
         raise BetaVAEError(f"--components {components} is more than the {len(points)} points to fit; lower it")
+    if len(points) < 2:
+        raise BetaVAEError(f"a Gaussian cannot be fitted to {len(points)} point; it needs at least 2 training images "
+                           "(of each label, for the class sampler)")
     if covariance not in COVARIANCES:
         raise BetaVAEError(f"unknown covariance {covariance!r}; choose one of: {', '.join(COVARIANCES)}")
     gmm = GaussianMixture(components, covariance_type=covariance, random_state=seed, reg_covar=1e-5)
@@ -208,11 +211,22 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
     return sampler
 
 
+def fitted_kinds(run: Run) -> list[str]:
+    """The samplers a run's figures and report show: prior and gmm, and class for labelled data, those that can be
+    fitted (a mixture needs 2 training images, of each label for class)."""
+    train = run.split("train")
+    labels = train.labels
+    kinds = ["prior"] + (["gmm"] if len(train) >= 2 else [])
+    if len(train) and bool((labels >= 0).all()) and int(labels.unique(return_counts=True)[1].min()) >= 2:
+        kinds.append("class")
+    return kinds
+
+
 def explorer_samplers(run: Run) -> dict[str, Any]:
     """The mixtures the report's explorer draws from: prior, gmm, and one per label for labelled data."""
-    out: dict[str, Any] = {"prior": standard_normal(run.config.latent_dim).to_json()}
-    out["gmm"] = for_run(run, "gmm").mixtures[UNCONDITIONAL].to_json()
-    train = run.split("train")
-    if len(train) and bool((train.labels >= 0).all()):
-        out["class"] = {str(label): mixture.to_json() for label, mixture in for_run(run, "class").mixtures.items()}
+    out: dict[str, Any] = {}
+    for kind in fitted_kinds(run):
+        mixtures = for_run(run, kind).mixtures
+        out[kind] = {str(label): m.to_json() for label, m in mixtures.items()} if kind == "class" \
+            else mixtures[UNCONDITIONAL].to_json()
     return out

@@ -84,8 +84,7 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
                   "classifier_score": quality.classifier_score(real_p), "precision": floor_precision,
                   "recall": floor_recall, "class_histogram": quality.class_histogram(real_p)},
         "samplers": {}}
-    labelled = bool((train.labels >= 0).all())
-    for kind in ("prior", "gmm", "class") if labelled else ("prior", "gmm"):
+    for kind in samplers.fitted_kinds(run):
         sampler = samplers.for_run(run, kind)
         generator = torch.Generator().manual_seed(seed + 11)
         if kind == "class":

@@ -118,6 +118,11 @@ class ConvDecoder(nn.Module):
 def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...],
                channels: tuple[int, ...], activation: str = "relu") -> VAE:
     c, h, w = image_shape
+    size = min(h, w)
+    for _ in channels:  # each 4x4 stride-2 convolution (padding 1) needs at least 2 pixels and halves them
+        if size < 2:
+            raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
+        size //= 2
     convs: list[nn.Module] = []
     for n_in, n_out in zip([c, *channels[:-1]], channels):
         convs += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]

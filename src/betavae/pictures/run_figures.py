@@ -242,10 +242,10 @@ def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, s
 def save_sampler_grids(run: Run, seed: int) -> list[Path]:
     """The fitted samplers' grids beside the prior's: 64 mixture samples and, for labelled data, one row of 10 per
     label."""
-    paths = [sample(run, N_SAMPLES, seed, sampler="gmm")]
-    train = run.split("train")
-    if len(train) and bool((train.labels >= 0).all()):
-        paths.append(sample(run, 10 * len(train.labels.unique()), seed, sampler="class"))
+    kinds = samplers.fitted_kinds(run)
+    paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
+    if "class" in kinds:
+        paths.append(sample(run, 10 * len(run.split("train").labels.unique()), seed, sampler="class"))
     return paths
 
 

@@ -50,10 +50,10 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
                 data = datalib.load(config.dataset, config.data_dir, config.val_size)
                 if context.is_main:
                     context.barrier()
+            trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
             if context.is_main:
                 check_data(run_dir, config, data, resume, data_changed_ok)
                 folder.save_config(run_dir, config, data.image_shape, datalib.fingerprint(data))
-            trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)
             if state is not None:
                 checkpoint.restore(trainer, state)
             with failures_recorded(run_dir, trainer, context.is_main):
