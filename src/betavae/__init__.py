@@ -14,10 +14,12 @@ The package in the order its layers build on each other (a module imports only f
     cli                       the command line, a thin layer over the above
 """
 
+from . import samplers
 from .api import disentangle, train
 from .config import Config, preset, resolve
 from .errors import BetaVAEError
 from .runs import Run, load
 from .version import __version__
 
-__all__ = ["BetaVAEError", "Config", "Run", "disentangle", "load", "preset", "resolve", "train", "__version__"]
+__all__ = ["BetaVAEError", "Config", "Run", "disentangle", "load", "preset", "resolve", "samplers", "train",
+           "__version__"]
