@@ -29,8 +29,7 @@ from betavae.runs import Run
 
 def fit_seconds(run: Run) -> tuple[float, int]:
     """Seconds to fit the default mixture on the posterior means of (at most) 50,000 training images."""
-    train = run.split("train").sample(samplers.MAX_FIT_POINTS, seed=run.config.seed)
-    means = run.model.posterior_means(train.images)
+    means, _ = run.training_codes
     start = time.perf_counter()
     samplers.fit("gmm", means, seed=run.config.seed)
     return time.perf_counter() - start, len(means)

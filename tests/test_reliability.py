@@ -218,3 +218,59 @@ def test_the_report_names_missing_figures(tmp_path, npz, capsys):
     assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0  # --no-figures
     assert cli.main(["report", str(tmp_path / "r")]) == 0
     assert "lacks curves.png" in capsys.readouterr().err
+
+
+def test_a_refused_overwrite_leaves_the_old_run_whole(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r", "--overwrite", "--arch", "conv",
+                                     "--channels", "8,8,8,8,8")]) == 1  # 12x12 images: too small for five
+    assert "too small" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    assert Run.open(tmp_path / "r", finished=True).config.arch == "mlp"
+
+
+def test_a_run_on_a_moved_png_folder_still_opens(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    x, _ = synthetic_images(60)
+    (tmp_path / "pngs").mkdir()
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(tmp_path / "pngs" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--dataset", "pngs", "--val-size", "10", "--epochs", "1", "--hidden", "8",
+                     "--latent-dim", "2", "--no-figures", "--runs", "runs", "--name", "r"]) == 0
+    assert Run.open("runs/r").config.dataset == str(tmp_path / "pngs")  # stored absolute
+    (tmp_path / "pngs").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert cli.main(["curves", "runs/r"]) == 0  # reading the run needs no data
+    capsys.readouterr()
+    assert "dataset folder" in one_line_error(["traverse", "runs/r"], capsys)
+
+
+def test_figure_commands_on_a_run_without_validation_images(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r"), "--val-size", "0"]) == 0
+    assert cli.main(["traverse", str(tmp_path / "r"), "--index", "3"]) == 0
+    assert cli.main(["interpolate", str(tmp_path / "r"), "--pairs", "0:1"]) == 0
+
+
+def test_a_sweep_point_killed_before_its_first_checkpoint_is_resumed(tmp_path, data, monkeypatch):
+    from betavae import sweep
+
+    base = TINY.replace(dataset="mnist")
+    point = sweep.points("beta", [2.0], [0])[0]
+    run_dir = tmp_path / point.name
+    fit(base.replace(beta=2.0, seed=0), run_dir, data=data, **quiet)
+    for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.STATUS):
+        (run_dir / name).unlink()
+    monkeypatch.setattr("betavae.api.fit", lambda config, run_dir, **kw: fit(config, run_dir, **{**kw, "data": data}))
+    sweep.run_point(base, str(tmp_path), point)
+    assert folder.read_status(run_dir)["state"] == "finished"
+
+
+def test_a_damaged_sampler_file_is_refused_in_one_line(tmp_path):
+    from betavae import samplers
+
+    (tmp_path / "s.safetensors").write_bytes(b"not a sampler")
+    with pytest.raises(BetaVAEError, match="is not a betavae sampler"):
+        samplers.load(tmp_path / "s.safetensors", "digest")

@@ -129,3 +129,12 @@ def test_the_report_draws_as_python_does(tmp_path):
     for (eps, u), z in zip(cases, got):
         expected = mixture.draw_with(torch.tensor(eps), u).numpy()
         assert np.abs(np.array(z) - expected).max() < 1e-4  # the page holds float32 parameters
+
+
+def test_a_row_per_label_and_shares_that_round_up():
+    points, labels = clusters()
+    sampler = samplers.fit("class", points, labels, components=2)
+    z, asked = sampler.draw_per_label(2, torch.Generator().manual_seed(0))  # fewer than the labels: one each
+    assert asked.tolist() == [0, 1, 2] and z.shape == (3, 2)
+    z, asked = sampler.draw_per_label(64, torch.Generator().manual_seed(0))
+    assert asked.tolist() == [0] * 22 + [1] * 22 + [2] * 22

@@ -59,7 +59,11 @@ def train(config: Config | None = None, run_dir: str | Path | None = None, *, pr
             raise BetaVAEError("resuming needs the folder of the run to continue")
         return fit(changes or config, run_dir, resume=True, from_best=from_best, data_changed_ok=data_changed_ok,
                    **options)
+    if changes:
+        raise BetaVAEError("changes apply to resume=True only; give a new run its whole configuration instead")
     config = config or resolve(preset)
+    if datalib.registry.is_path(config.dataset):  # so that the run opens from any folder
+        config = config.replace(dataset=str(Path(config.dataset).resolve()))
     if run_dir is None:
         run_dir = Path(runs) / check_run_name(name, runs) if name else Path(runs) / run_name(preset, config)
     return fit(config, run_dir, overwrite=overwrite, **options)

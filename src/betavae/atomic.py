@@ -19,7 +19,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.chmod(tmp_path, 0o666 & ~UMASK)
     try:
         yield tmp_path
         _fsync(tmp_path)
@@ -47,10 +47,13 @@ def _fsync(path: Path, folder: bool = False) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()  # read once, at import: setting it is process-wide, so never again while threads write
 
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:

@@ -168,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(args.run, args.split, args.importance_samples, args.repeats, args.samples, args.seed,
                       args.classifier, probes=not args.no_probes, log=lambda line: print(line, file=sys.stderr))
     print(format_table(result))
-    print(f"written: {Path(args.run) / EVALUATION}")
+    print(f"written: {Path(result['run']) / EVALUATION}")
 
 
 def cmd_disentanglement(args: argparse.Namespace) -> None:
@@ -193,6 +193,7 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    from .api import check_run_name
     from .sweep import sweep
 
     base = config_from_args(args)
@@ -202,7 +203,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise BetaVAEError(f"--{parameter} takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
-    name = args.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_run_name(args.name, args.runs) if args.name else f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = sweep(base, Path(args.runs) / name, values, seeds, args.backend, args.figures,
                  log=lambda line: print(line, file=sys.stderr), parameter=parameter)
     print((Path(args.runs) / name / "summary.md").read_text(), end="")
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs", default="runs", help="folder that holds the runs (default runs)")
     train.add_argument("--resume", metavar="RUN", help="continue a run exactly where it stopped (or finish it)")
     train.add_argument("--from-best", action="store_true",
-                       help="with --resume: continue from the epoch of lowest validation loss (with --lr, say)")
+                       help="with --resume: continue from the epoch of lowest held-out negative ELBO (with --lr, say)")
     train.add_argument("--data-changed-ok", action="store_true",
                        help="with --resume: continue although the data changed since the run started")
     train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .data.registry import lookup as lookup_dataset
+from .data.registry import check_name as check_dataset_name
 from .errors import BetaVAEError
 
 ARCHS = ("mlp", "conv")
@@ -71,7 +71,7 @@ class Config:
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
-        lookup_dataset(self.dataset)
+        check_dataset_name(self.dataset)
         for name in ("latent_dim", "batch_size"):
             _check_at_least(name, getattr(self, name), 1)
         for name in ("epochs", "val_size", "beta_warmup_steps", "capacity_steps", "seed", "threads",

@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import data as datalib
 from .config import Config
 from .errors import BetaVAEError
@@ -20,6 +22,7 @@ from .training import folder
 from .training.callbacks import kl_per_dim
 
 SPLITS = ("train", "val", "test")
+FIT_IMAGES = 50_000  # what is fitted to the codes of training images uses at most this many (dSprites has 717k)
 
 
 class Run:
@@ -126,9 +129,21 @@ class Run:
                                                     name)
         return self._splits[name]
 
+    @cached_property
+    def training_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and labels of (at most FIT_IMAGES of) the training images, drawn by the run's seed: what
+        samplers are fitted to, computed once per open."""
+        train = self.split("train").sample(FIT_IMAGES, seed=self.config.seed)
+        return self.model.posterior_means(train.images), train.labels.numpy()
+
+    @property
+    def reference_name(self) -> str:
+        """The split the figures show: validation (the test set is kept for evaluation), else training (as
+        Data.reference)."""
+        return "val" if len(self.split("val")) else "train"
+
     def reference_split(self) -> datalib.Split:
-        """The images the figures show: validation (the test set is kept for evaluation), else training."""
-        return self.split("val") if self.config.val_size > 0 else self.split("train")
+        return self.split(self.reference_name)
 
 
 def load(path: str | Path, device: str = "cpu") -> VAE:

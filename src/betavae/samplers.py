@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
 from . import atomic
-from .errors import BetaVAEError
+from .errors import BetaVAEError, first_line
 from .runs import Run
 from .training import folder
 
@@ -34,7 +34,6 @@ KINDS = ("prior", "gmm", "class")
 COVARIANCES = ("full", "diag", "tied", "spherical")
 UNCONDITIONAL = -1  # the key of a sampler's one mixture when it has no labels
 DEFAULT_COMPONENTS = {"gmm": 10, "class": 1}
-MAX_FIT_POINTS = 50_000  # fitted on at most this many training images (dSprites has 717k)
 FORMAT = 1
 
 
@@ -115,7 +114,7 @@ class Sampler:
         """n latent codes (float32); for `class`, of the given label (required)."""
         if self.kind == "class":
             if label is None:
-                raise BetaVAEError("the class sampler draws one label at a time; give --digit")
+                raise BetaVAEError("the class sampler draws one label at a time; give --digit LABEL")
             if label not in self.mixtures:
                 raise BetaVAEError(f"--digit {label} is not one of this run's labels ({', '.join(map(str, self.labels))})")
             return self.mixtures[label].draw(n, generator).float()
@@ -123,12 +122,16 @@ class Sampler:
             raise BetaVAEError(f"--digit needs the class sampler (--sampler class), not {self.kind}")
         return self.mixtures[UNCONDITIONAL].draw(n, generator).float()
 
+    def draw_per_label(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `class`: ceil(n / labels) codes of each label, label after label, and the label of each code."""
+        each = max(1, -(-n // len(self.labels)))
+        z = torch.cat([self.draw(each, generator, label) for label in self.labels])
+        return z, torch.tensor(self.labels).repeat_interleave(each)
+
     def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Codes for model.sample(n, sampler=...): unconditional draws, or for `class` equal shares of every label."""
-        if self.kind != "class":
-            return self.draw(n, generator)
-        shares = np.array_split(np.arange(n), len(self.labels))
-        return torch.cat([self.draw(len(share), generator, label) for share, label in zip(shares, self.labels)])
+        """Codes for model.sample(n, sampler=...): n unconditional draws, or for `class` an equal share of every
+        label (n rounded up to a whole share each)."""
+        return self.draw_per_label(n, generator)[0] if self.kind == "class" else self.draw(n, generator)
 
 
 # --- fitting, saving and loading ---------------------------------------------------------------------------------
@@ -145,7 +148,7 @@ def fit(kind: str, means: np.ndarray, labels: np.ndarray | None = None, componen
         return Sampler(kind, {UNCONDITIONAL: fit_mixture(means, components, covariance, seed)}, settings)
     if kind != "class":
         raise BetaVAEError(f"unknown sampler {kind!r}; choose one of: {', '.join(KINDS)}")
-    if labels is None or (labels < 0).any():
+    if labels is None or len(labels) == 0 or (labels < 0).any():
         raise BetaVAEError("the class sampler needs labelled training images; this run's data have no labels "
                            "(use --sampler gmm)")
     return Sampler(kind, {int(y): fit_mixture(means[labels == y], components, covariance, seed)
@@ -178,21 +181,23 @@ def load(path: Path, digest: str) -> Sampler:
         with safe_open(str(path), framework="pt") as stored:
             meta = stored.metadata() or {}
             tensors = {key: stored.get_tensor(key) for key in stored.keys()}
+        if int(meta["format"]) > FORMAT:
+            raise ValueError(f"format {meta['format']}, newer than this betavae reads")
         kind, settings = meta["kind"], json.loads(meta["settings"])
-    except (SafetensorError, OSError, KeyError, ValueError) as error:
-        raise BetaVAEError(f"{path} is not a betavae sampler ({str(error)[:120]}); delete it to refit") from None
+        labels = sorted({int(key.split("/")[1]) for key in tensors})
+        mixtures = {label: Mixture(*(tensors[f"{name}/{label}"] for name in ("weights", "means", "scale_tril")))
+                    for label in labels}
+    except (SafetensorError, OSError, KeyError, ValueError, IndexError, TypeError) as error:
+        raise BetaVAEError(f"{path} is not a betavae sampler ({first_line(error, 120)}); delete it to refit") from None
     if meta.get("weights_sha256") != digest:
         raise BetaVAEError(f"{path} was fitted for other weights than the run's model.safetensors; delete it to "
                            "refit (betavae refits it by itself when asked for a sampler)")
-    labels = sorted({int(key.split("/")[1]) for key in tensors})
-    mixtures = {label: Mixture(*(tensors[f"{name}/{label}"] for name in ("weights", "means", "scale_tril")))
-                for label in labels}
     return Sampler(kind, mixtures, settings)
 
 
 def for_run(run: Run, kind: str = "gmm", components: int | None = None, covariance: str = "full") -> Sampler:
     """The run's sampler of this kind: loaded when fitted for the current weights, else fitted on the posterior means
-    of (at most MAX_FIT_POINTS of) the training images and saved. Components: 10 for gmm, 1 per label for class."""
+    of (at most runs.FIT_IMAGES of) the training images and saved. Components: 10 for gmm, 1 per label for class."""
     if kind == "prior":
         return fit("prior", np.zeros((1, run.config.latent_dim)))
     path, digest = sampler_path(run, kind, components, covariance), weights_digest(run)
@@ -201,12 +206,11 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
             return load(path, digest)
         except BetaVAEError:
             pass  # fitted for earlier weights: refit below
-    train = run.split("train").sample(MAX_FIT_POINTS, seed=run.config.seed)
-    if kind == "class" and (len(train) == 0 or (train.labels < 0).any()):
-        raise BetaVAEError(f"{run.path} was trained on data without labels, so it cannot sample a chosen digit; "
+    means, labels = run.training_codes
+    if kind == "class" and (len(labels) == 0 or (labels < 0).any()):
+        raise BetaVAEError(f"{run.path} was trained on data without labels, so it cannot sample a chosen label; "
                            "use --sampler gmm")
-    means = run.model.posterior_means(train.images)
-    sampler = fit(kind, means, train.labels.numpy(), components, covariance, run.config.seed)
+    sampler = fit(kind, means, labels, components, covariance, run.config.seed)
     save(sampler, path, digest)
     return sampler
 
@@ -214,10 +218,9 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
 def fitted_kinds(run: Run) -> list[str]:
     """The samplers a run's figures and report show: prior and gmm, and class for labelled data, those that can be
     fitted (a mixture needs 2 training images, of each label for class)."""
-    train = run.split("train")
-    labels = train.labels
-    kinds = ["prior"] + (["gmm"] if len(train) >= 2 else [])
-    if len(train) and bool((labels >= 0).all()) and int(labels.unique(return_counts=True)[1].min()) >= 2:
+    _, labels = run.training_codes  # the images the samplers are fitted to
+    kinds = ["prior"] + (["gmm"] if len(labels) >= 2 else [])
+    if len(labels) and (labels >= 0).all() and np.unique(labels, return_counts=True)[1].min() >= 2:
         kinds.append("class")
     return kinds
 

@@ -62,7 +62,7 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
     run_dir = Path(sweep_dir) / point.name
     if (run_dir / "status.json").is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    resume = (run_dir / "checkpoint.pt").is_file()
+    resume = (run_dir / "config.json").is_file()  # started before, with or without a checkpoint
     config = base.replace(**{point.parameter: point.value, "seed": point.seed})
     train(config, run_dir, resume=resume, figures=figures, report=False, tensorboard_log=False, progress=False)
     return str(run_dir)

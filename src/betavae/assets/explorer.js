@@ -126,7 +126,7 @@
       : D.prepareMixture(value);
     samplerSelect.append(new Option(kind, kind));
   }
-  for (const label of Object.keys(mixtures.class || {})) digitSelect.append(new Option("digit " + label, label));
+  for (const label of Object.keys(mixtures.class || {})) digitSelect.append(new Option("label " + label, label));
   function showDigits() { digitSelect.style.display = samplerSelect.value === "class" ? "" : "none"; }
   samplerSelect.addEventListener("change", showDigits);
   showDigits();

@@ -30,6 +30,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def labelled(self) -> bool:
+        """Whether every image has a label (unlabelled images carry -1)."""
+        return len(self) > 0 and bool((self.labels >= 0).all())
+
     @staticmethod
     def from_numpy(images_uint8: np.ndarray, labels: np.ndarray) -> "Split":
         pixels = torch.from_numpy(np.ascontiguousarray(images_uint8)).unsqueeze(1).float().div_(255.0)

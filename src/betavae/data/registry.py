@@ -7,6 +7,7 @@ A name is one of the known data sets, or a path: an .npz file or a folder of PNG
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,17 +94,30 @@ KNOWN: dict[str, Dataset] = {
 }
 
 
+def is_path(name: str) -> bool:
+    """Whether a data set name is a path to the user's own images rather than a known data set's name."""
+    return name not in KNOWN and (name.endswith(".npz") or "/" in name or os.sep in name or Path(name).is_dir())
+
+
+def check_name(name: str) -> None:
+    """Refuse, in one line, a name that is neither a known data set nor a path (the path is checked on loading,
+    so a run stays readable when its data have moved)."""
+    if name not in KNOWN and not is_path(name):
+        raise BetaVAEError(f"unknown dataset {name!r}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder "
+                           "of PNGs; name a known data set or give the path to your own images")
+
+
 def lookup(name: str) -> Dataset:
     """The data set a name stands for, or a one-line error that lists what a name may be."""
+    check_name(name)
     if name in KNOWN:
         return KNOWN[name]
     path = Path(name)
     if path.suffix == ".npz":
         return _user_dataset(path, images.read_npz)
-    if path.is_dir():
-        return _user_dataset(path, images.read_png_folder)
-    raise BetaVAEError(f"unknown dataset {name!r}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder of "
-                       "PNGs; name a known data set or give the path to your own images")
+    if not path.is_dir():
+        raise BetaVAEError(f"dataset folder {path} does not exist; check the path (a folder of PNGs, or an .npz file)")
+    return _user_dataset(path, images.read_png_folder)
 
 
 def load(name: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:

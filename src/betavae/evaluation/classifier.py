@@ -66,7 +66,7 @@ def accuracy(model: DigitClassifier, split: datalib.Split) -> float:
 def train_classifier(data: datalib.Data, epochs: int = 8, seed: int = 0, batch_size: int = 128,
                      log=lambda line: print(line, file=sys.stderr)) -> tuple[DigitClassifier, float]:
     """Adam with cosine decay and small random shifts of the training images; returns the model and test accuracy."""
-    if (data.train.labels < 0).any():
+    if not data.train.labelled:
         raise BetaVAEError("the classifier needs labels; this data set has none")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -122,7 +122,8 @@ def load_classifier(path: str | Path) -> tuple[DigitClassifier, float]:
             state = {key: stored.get_tensor(key) for key in stored.keys()}
         model = DigitClassifier(tuple(json.loads(header["image_shape"])), int(header["classes"]))
         model.load_state_dict(state)
+        test_accuracy = float(header["test_accuracy"])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise BetaVAEError(f"{path} is not a betavae classifier ({str(error)[:120]}); retrain it with "
                            "betavae classifier train") from None
-    return model.eval(), float(header["test_accuracy"])
+    return model.eval(), test_accuracy

@@ -88,9 +88,7 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
         sampler = samplers.for_run(run, kind)
         generator = torch.Generator().manual_seed(seed + 11)
         if kind == "class":
-            share = max(1, n // len(sampler.labels))
-            z = torch.cat([sampler.draw(share, generator, label) for label in sampler.labels])
-            asked = torch.tensor(sampler.labels).repeat_interleave(share)
+            z, asked = sampler.draw_per_label(n, generator)
         else:
             z = sampler.draw(n, generator)
         with torch.no_grad():
@@ -141,7 +139,7 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
         result["sample_quality"] = f"skipped: no classifier at {classifier_file} (train one: betavae classifier train)"
     if probes:
         train = run.split("train")
-        if bool((target.labels >= 0).all() and (train.labels >= 0).all()):  # probes need labels
+        if target.labelled and train.labelled:  # probes need labels
             result["representation"] = representation_section(model, train, target, seed)
     atomic.write_json(run.path / EVALUATION, result)
     return result

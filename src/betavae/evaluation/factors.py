@@ -28,7 +28,7 @@ ENCODE_BATCH = 1024  # 8% faster than 4096 on a 2-core CPU (fewer cache misses),
 
 def grid_codes(model: VAE, packed: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Posterior means (737280, D) of every image of the grid, in index order, as float64."""
-    images = PackedImages(torch.from_numpy(np.ascontiguousarray(packed)), (1, dsprites.SIZE, dsprites.SIZE))
+    images = PackedImages(torch.from_numpy(np.array(packed)), (1, dsprites.SIZE, dsprites.SIZE))  # a writable copy
     return model.posterior_means(images, batch_size).astype(np.float64)
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import Config
 from ..data import as_float
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 
 LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
 # Hidden-layer nonlinearities. SiLU (x * sigmoid(x)) trains the MLP to a lower loss in the same time than ReLU does
@@ -160,6 +160,5 @@ def build(config: Config, image_shape: tuple[int, int, int]) -> VAE:
     except ValueError as error:
         raise BetaVAEError(f"{error}; use --arch mlp, or fewer --channels") from None
     except (RuntimeError, MemoryError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise BetaVAEError(f"the model does not fit in memory ({first}); lower --hidden, --channels or "
+        raise BetaVAEError(f"the model does not fit in memory ({first_line(error, 160)}); lower --hidden, --channels or "
                            "--latent-dim") from None

@@ -120,6 +120,8 @@ FIGURES = (  # file under figures/, caption; latent maps and rate-distortion fig
     ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
     ("interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
     ("traversal.png", "Latent traversals, rows sorted by KL"),
+    ("samples_gmm.png", "Decodings of z from the Gaussian mixture fitted to the training images' posterior means"),
+    ("samples_class.png", "Decodings of z from each label's Gaussian, a row per label"),
 )
 FACTOR_FIGURES = (
     ("mutual_information.png", "Mutual information of each latent with each factor, over the factor's entropy "
@@ -130,7 +132,7 @@ FACTOR_FIGURES = (
 
 def missing_figures(run: Run) -> list[str]:
     """The figures a finished run should have and does not (the report leaves them out)."""
-    expected = [name for name, _ in FIGURES] + ["latent_map_pca.png"]
+    expected = [name for name, _ in FIGURES if not name.startswith("samples_")] + ["latent_map_pca.png"]
     return [name for name in expected if not (run.figure_dir / name).is_file()]
 
 
@@ -154,7 +156,7 @@ def write_report(run: Run) -> Path:
                        if evaluation.is_file() else "")
     disentanglement = run.path / "disentanglement.json"
     if disentanglement.is_file():
-        scores = json.loads(disentanglement.read_text())["scores"]
+        scores = json.loads(disentanglement.read_text()).get("scores", {})
         evaluation_html += "<h2>Disentanglement</h2>" + table(list(scores.items()))
     config = run.config
     page = TEMPLATE.format(

@@ -173,8 +173,10 @@ class TrainingFigures:
 
 
 # --- the figure commands on a finished run ---------------------------------------------------------------------------
-def image(run: Run, index: int, split: str = "val") -> torch.Tensor:
-    """One image of a split of the run's data, as float (C,H,W), or a one-line error naming the valid range."""
+def image(run: Run, index: int, split: str | None = None) -> torch.Tensor:
+    """One image of a split of the run's data (by default the reference split the figures show: validation, else
+    training), as float (C,H,W), or a one-line error naming the valid range."""
+    split = split or run.reference_name
     images = nonempty_split(run, split).images
     if not 0 <= index < len(images):
         raise BetaVAEError(f"image index {index} is out of range: the {split} split has {len(images)} images "
@@ -228,13 +230,15 @@ def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, s
     if digit is not None and sampler != "class":
         raise BetaVAEError(f"--digit needs --sampler class (got --sampler {sampler})")
     seed = run.config.seed + 2 if seed is None else seed
-    fitted = samplers.for_run(run, sampler, components)
-    z = fitted.draw(n, torch.Generator().manual_seed(seed), digit) if sampler != "class" or digit is not None \
-        else fitted(n, torch.Generator().manual_seed(seed))
+    fitted, generator = samplers.for_run(run, sampler, components), torch.Generator().manual_seed(seed)
+    if sampler == "class" and digit is None:  # one row per label
+        z, labels = fitted.draw_per_label(n, generator)
+        ncol = int((labels == labels[0]).sum())
+    else:
+        z, ncol = fitted.draw(n, generator, digit), min(n, 8)
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
-    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "s, in rows" if sampler == "class" else "")
-    picture = figures.sample_grid(run.model, z, min(n, 10 if sampler == "class" and digit is None else 8),
-                                  f"{source}, seed {seed}: {what}", draw, seed)
+    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "s, a row each" if sampler == "class" else "")
+    picture = figures.sample_grid(run.model, z, ncol, f"{source}, seed {seed}: {what}", draw, seed)
     name = "samples" + ("" if sampler == "prior" else f"_{sampler}") + (f"_{digit}" if digit is not None else "")
     return figures.save_image(picture, run.figure_dir / f"{name}{'_drawn' if draw else ''}.png")
 
@@ -245,7 +249,7 @@ def save_sampler_grids(run: Run, seed: int) -> list[Path]:
     kinds = samplers.fitted_kinds(run)
     paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
     if "class" in kinds:
-        paths.append(sample(run, 10 * len(run.split("train").labels.unique()), seed, sampler="class"))
+        paths.append(sample(run, 10 * len(np.unique(run.training_codes[1])), seed, sampler="class"))
     return paths
 
 

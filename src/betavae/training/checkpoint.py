@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from ..model.likelihood import Totals
 from . import folder
 Trainer = Any  # a training.trainer.Trainer, which passes itself (importing it here would make a cycle)
@@ -30,17 +30,17 @@ def capture(trainer: Trainer) -> dict[str, Any]:
     return state
 
 
-def restore(trainer: Trainer, state: dict[str, Any]) -> None:
-    """Put a captured state back into a freshly built trainer of the same run."""
-    path = trainer.run_dir / folder.CHECKPOINT
+def restore(trainer: Trainer, state: dict[str, Any], name: str = folder.CHECKPOINT) -> None:
+    """Put a captured state (read from the run's file `name`) back into a freshly built trainer of the same run."""
+    path = trainer.run_dir / name
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise BetaVAEError(f"{path} is not a betavae checkpoint")
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise BetaVAEError(f"{path} does not match this run's model ({first}); it belongs to another run") from None
+        raise BetaVAEError(f"{path} does not match this run's model ({first_line(error, 160)}); it belongs to another "
+                           "run") from None
     trainer.epoch, trainer.step, trainer.partial = state["epoch"], state["step"], state["partial"]
     trainer.trained_seconds = trainer.clock = state.get("trained_seconds", 0.0)
     trainer.out_of_time = state.get("out_of_time", False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 import shutil
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -14,7 +14,7 @@ import torch
 
 from .. import data as datalib
 from ..config import Config, from_dict
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from . import checkpoint, distributed, folder
 from .callbacks import Callback
 from .lock import LOCK, run_lock
@@ -32,30 +32,32 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
     `config`'s resumable fields; returns the run folder. Only the callbacks given watch it. While it trains, the
     folder is locked against any other writer."""
     run_dir = Path(run_dir)
-    config = resumed_config(run_dir, config) if resume else config
+    if resume:
+        config = resumed_config(run_dir, config)
+    elif not isinstance(config, Config):
+        raise TypeError("a new run needs a Config (betavae.train resolves presets and overrides into one)")
     if config.threads:
         torch.set_num_threads(config.threads)
-    context = distributed.from_environment(distributed.device_for(config.device))
+    device = distributed.device_for(config.device)
+    context = distributed.from_environment(device)
+    device = distributed.device_for(config.device, context.local_rank)  # this process's GPU under torchrun
     trainer = None
     try:
-        with run_lock(run_dir) if context.is_main else nullcontext():
-            if context.is_main:
-                remove_stale_temporaries(run_dir)
-                if not resume:
-                    prepare_new_folder(run_dir, overwrite)
-            state = resume_state(run_dir, from_best) if resume else None
-            if data is None:
-                if not context.is_main:
-                    context.barrier()  # rank 0 fetches (and caches) the data first
-                data = datalib.load(config.dataset, config.data_dir, config.val_size)
+        with ExitStack() as held:
+            with refusals_shared(context, device):  # a refusal on rank 0 stops every rank, not only rank 0
                 if context.is_main:
-                    context.barrier()
+                    held.enter_context(run_lock(run_dir))
+                    remove_stale_temporaries(run_dir)
+                    if not resume:
+                        check_new_folder(run_dir, overwrite)
+            state = resume_state(run_dir, from_best) if resume else None
+            data = data or load_data(config, context)
             trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
-            if context.is_main:
-                check_data(run_dir, config, data, resume, data_changed_ok)
-                folder.save_config(run_dir, config, data.image_shape, datalib.fingerprint(data))
+            with refusals_shared(context, device):
+                if context.is_main:
+                    prepare_folder(run_dir, config, data, resume, overwrite, data_changed_ok)
             if state is not None:
-                checkpoint.restore(trainer, state)
+                checkpoint.restore(trainer, state, folder.BEST_CHECKPOINT if from_best else folder.CHECKPOINT)
             with failures_recorded(run_dir, trainer, context.is_main):
                 trainer.run()
             context.barrier()  # every rank done before any tears down
@@ -67,16 +69,56 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
     return run_dir
 
 
+def load_data(config: Config, context: distributed.Context) -> datalib.Data:
+    """The run's data; under torchrun rank 0 fetches (and caches) it before the other ranks read the cache."""
+    if not context.is_main:
+        context.barrier()
+    data = datalib.load(config.dataset, config.data_dir, config.val_size)
+    if context.is_main:
+        context.barrier()
+    return data
+
+
+@contextmanager
+def refusals_shared(context: distributed.Context, device: torch.device) -> Iterator[None]:
+    """Run a rank-0-only step; when it refuses, every rank of the job stops too (instead of waiting at a barrier)."""
+    refusal = None
+    try:
+        yield
+    except BetaVAEError as error:
+        refusal = error
+    if context.any(refusal is not None, device):
+        raise refusal or BetaVAEError("rank 0 refused to train this run; see its message")
+
+
+def prepare_folder(run_dir: Path, config: Config, data: datalib.Data, resume: bool, overwrite: bool,
+                   data_changed_ok: bool) -> None:
+    """Check a resumed run's data, empty an overwritten run's folder (only now that the new run is known to start),
+    then write config.json."""
+    fingerprint = datalib.fingerprint(data)
+    if resume:
+        check_data(run_dir, config, fingerprint, data_changed_ok)
+    elif overwrite:
+        empty_folder(run_dir)
+    folder.save_config(run_dir, config, data.image_shape, fingerprint)
+
+
 @contextmanager
 def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[None]:
     """Training that stops on an error leaves status "failed" with the reason; a full disk or another OS error
     becomes one line that says how to continue."""
     try:
         yield
-    except (TrainingInterrupted, TrainingDiverged, KeyboardInterrupt):
+    except (TrainingInterrupted, TrainingDiverged):
         raise  # these wrote their own status
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint of the epoch in progress
+        if main:
+            with suppress(OSError):
+                folder.write_status(run_dir, "interrupted", trainer.epoch, trainer.config.epochs,
+                                    "stopped at once by a second Ctrl-C; resume continues from the last epoch")
+        raise
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        reason = f"{type(error).__name__}: {first_line(error, 300)}"
         if main:
             with suppress(OSError):  # the disk may still be full
                 folder.write_status(run_dir, "failed", trainer.epoch, trainer.config.epochs, reason)
@@ -87,18 +129,23 @@ def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[N
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
-    """Temporary files of atomic writes that a killed process left behind (only the lock holder may do this)."""
-    for stale in run_dir.rglob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    """Temporary files of the trainer's own atomic writes that a killed process left behind (the lock holder is the
+    only process that writes these files; figure commands, which do not lock, write elsewhere)."""
+    for name in (folder.CONFIG, folder.WEIGHTS, folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.METRICS_JSONL,
+                 folder.METRICS_CSV, folder.STATUS):
+        for stale in run_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
-def prepare_new_folder(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to train a new run over an existing one, or (overwrite=True) empty the folder first."""
-    if not (run_dir / folder.CONFIG).exists():
-        return
-    if not overwrite:
+def check_new_folder(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to train a new run over an existing one unless told to replace it."""
+    if (run_dir / folder.CONFIG).exists() and not overwrite:
         raise BetaVAEError(f"{run_dir} already holds a run; continue it with: betavae train --resume {run_dir} "
                            "(or replace it with --overwrite, or choose another --name)")
+
+
+def empty_folder(run_dir: Path) -> None:
+    """Everything in the folder but the lock goes (the run being replaced)."""
     for entry in run_dir.iterdir():
         if entry.name != LOCK:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
@@ -117,12 +164,10 @@ def resume_state(run_dir: Path, from_best: bool) -> dict[str, Any] | None:
     return folder.load_checkpoint(run_dir)
 
 
-def check_data(run_dir: Path, config: Config, data: datalib.Data, resume: bool, changed_ok: bool) -> None:
+def check_data(run_dir: Path, config: Config, fingerprint: str, changed_ok: bool) -> None:
     """On resume, refuse data that differ from what the run was trained on (unless told they may)."""
-    if not resume:
-        return
     saved = folder.read_fingerprint(run_dir)
-    if saved and saved != datalib.fingerprint(data) and not changed_ok:
+    if saved and saved != fingerprint and not changed_ok:
         raise BetaVAEError(f"the data of {run_dir} ({config.dataset}) changed since the run started; restore them, or "
                            "continue on the new data with --data-changed-ok")
 

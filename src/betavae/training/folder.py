@@ -3,7 +3,7 @@
     runs/<name>/config.json         resolved configuration, the objective's settings, image shape, versions
     runs/<name>/model.safetensors   the latest weights (no code, safe to share)
     runs/<name>/checkpoint.pt       everything to resume exactly (tensors only; read with weights_only=True)
-    runs/<name>/best-checkpoint.pt  the same, of the epoch with the lowest validation loss so far
+    runs/<name>/best-checkpoint.pt  the same, of the epoch with the lowest held-out negative ELBO so far
     runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
@@ -28,7 +28,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from .. import atomic
 from ..config import Config, from_dict
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from ..model import networks, objectives
 from ..version import __version__
 
@@ -66,7 +66,7 @@ def read_fingerprint(run_dir: Path) -> str:
 
 
 def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
-    """The configuration and image shape a run was made with, from its config.json (parsed once per call)."""
+    """The configuration and image shape a run was made with, from its config.json."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
@@ -79,6 +79,8 @@ def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]
         raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
         raise BetaVAEError(f"{path} is corrupt ({error}); restore it or train again") from None
+    except OSError as error:
+        raise BetaVAEError(f"{path} cannot be read ({error.strerror}); check the run folder") from None
 
 
 def check_format(version: Any, path: Path) -> None:
@@ -124,7 +126,7 @@ def load_checkpoint(run_dir: Path, name: str = CHECKPOINT) -> dict[str, Any]:
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {name} to resume from; start a new run instead") from None
     except Exception as error:  # torch raises many types for corrupt or foreign files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         if "weights_only" in str(error) or "Weights only" in first:  # never pass on torch's hint to unpickle code
             first = "it holds objects other than tensors, which are never loaded"
         raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
@@ -180,7 +182,7 @@ def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: st
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run_dir) / STATUS).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
+    """The run's state and last completed epoch; "unknown" when status.json is missing or unreadable."""
+    unknown = {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
+    status = _read_json(Path(run_dir) / STATUS)
+    return {**unknown, **status} if isinstance(status.get("state"), str) else unknown

@@ -187,6 +187,7 @@ class Trainer:
         return terms, part.stop - part.start
 
     def _diverged(self, loss: float, epoch: int, where: str, what: str = "loss became") -> None:
+        """Stop the run as failed, keeping the last good weights and checkpoint, and say how to continue."""
         message = (f"{what} {loss:.4g} at epoch {epoch}, {where}; the weights and checkpoint of epoch {self.epoch} "
                    f"are kept; continue with a lower learning rate: betavae train --resume {self.run_dir} "
                    f"--lr {self.config.lr / 10:g} (or check the data)")
@@ -198,16 +199,14 @@ class Trainer:
         """Evaluate, refuse a diverged model, record and save everything atomically (the best checkpoint apart),
         then let the callbacks look (rank 0 alone). The last epoch then finishes the run."""
         previous, self.epoch, self.partial = self.epoch, epoch, None
+        record = self._evaluate(epoch, train_means, seconds, images) if self.context.is_main else None
+        ratio = self._divergence(record) if record else 0.0
+        if self.context.any(ratio > DIVERGENCE_FACTOR, self.device):  # every rank stops together
+            self.epoch = previous
+            self._diverged(held_out(record)["neg_elbo"] if record else math.nan, epoch,
+                           f"{ratio:.3g} times the untrained model's", "the held-out negative ELBO reached")
         if self.context.is_main:
-            record = self._evaluate(epoch, train_means, seconds, images)
-            self._check_divergence(record, previous)
-            self.records.append(record)
-            folder.write_metrics(self.run_dir, self.records)
-            folder.save_weights(self.run_dir, self.model, epoch)
-            state = checkpoint.capture(self)
-            folder.save_checkpoint(self.run_dir, state)
-            if epoch > 0 and held_out(record)["loss"] <= min(held_out(r)["loss"] for r in self.records[1:]):
-                folder.save_checkpoint(self.run_dir, state, folder.BEST_CHECKPOINT)
+            self._save_epoch(record)
             last = epoch == self.config.epochs or self.out_of_time
             folder.write_status(self.run_dir, "finishing" if last else "running", epoch, self.config.epochs)
             self.log(summary_line(record))
@@ -217,16 +216,22 @@ class Trainer:
                 self._mark_finished()
         self.context.barrier()
 
-    def _check_divergence(self, record: dict[str, Any], previous_epoch: int) -> None:
-        """Stop when the held-out negative ELBO is far above the untrained model's (the weights of this epoch are
-        then not saved: the last good ones stay)."""
+    def _save_epoch(self, record: dict[str, Any]) -> None:
+        """The record, the weights and the checkpoint, each atomically; the checkpoint again as the best one when
+        the held-out negative ELBO is the lowest so far (the ELBO, not the loss, whose KL weight may change)."""
+        self.records.append(record)
+        folder.write_metrics(self.run_dir, self.records)
+        folder.save_weights(self.run_dir, self.model, self.epoch)
+        state = checkpoint.capture(self)
+        folder.save_checkpoint(self.run_dir, state)
+        if self.epoch > 0 and held_out(record)["neg_elbo"] <= min(held_out(r)["neg_elbo"] for r in self.records[1:]):
+            folder.save_checkpoint(self.run_dir, state, folder.BEST_CHECKPOINT)
+
+    def _divergence(self, record: dict[str, Any]) -> float:
+        """The held-out negative ELBO over the untrained model's (0 for the untrained model itself)."""
         if not self.records:
-            return
-        untrained, now = held_out(self.records[0])["neg_elbo"], held_out(record)["neg_elbo"]
-        if now > DIVERGENCE_FACTOR * untrained:
-            self.epoch = previous_epoch
-            self._diverged(now, record["epoch"], f"{now / untrained:.3g} times the untrained model's "
-                           f"{untrained:.4g}", "the held-out negative ELBO reached")
+            return 0.0
+        return held_out(record)["neg_elbo"] / held_out(self.records[0])["neg_elbo"]
 
     def _finish_run(self) -> None:
         """The finishing phase alone: the callbacks see the last epoch again (figures, report), then finished."""
