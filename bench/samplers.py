@@ -11,6 +11,7 @@ Usage (one job at a time on this machine):
     betavae train --preset description --name description
     betavae train --name betavae                     # the default preset, beta = 4
     python bench/samplers.py runs/description runs/betavae
+    python bench/samplers.py runs/description --class-components 1,3,5,10
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from betavae import samplers
-from betavae.evaluation.classifier import default_classifier
+from betavae.evaluation.classifier import default_classifier, features_and_probabilities, load_classifier
 from betavae.evaluation.evaluate import sample_quality_section
 from betavae.runs import Run
 
@@ -58,13 +59,37 @@ def report(path: str, n: int) -> None:
     print(f"  fitting the 10-component full-covariance mixture on {points:,} posterior means: {seconds:.1f} s")
 
 
+def compare_class_components(path: str, counts: list[int], n: int = 5000) -> None:
+    """How many mixture components per label the class sampler needs: the share of each label's samples that the
+    classifier calls that label, and the fitting time, for each count."""
+    run = Run.open(path, finished=True)
+    classifier, _ = load_classifier(default_classifier(run.config.dataset))
+    means, labels = run.training_codes
+    for count in counts:
+        start = time.perf_counter()
+        sampler = samplers.fit("class", means, labels, count, seed=run.config.seed)
+        seconds = time.perf_counter() - start
+        z, asked = sampler.draw_per_label(n, torch.Generator().manual_seed(11))
+        with torch.no_grad():
+            _, probabilities = features_and_probabilities(classifier, torch.sigmoid(run.model.decode(z)))
+        hits = probabilities.argmax(1) == asked
+        shares = [float(hits[asked == y].float().mean()) for y in sampler.labels]
+        print(f"{path}: class sampler, {count} components per label (fitted in {seconds:.1f} s): " +
+              " ".join(f"{s:.3f}" for s in shares) + f"  (min {min(shares):.3f})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN")
     parser.add_argument("--n", type=int, default=10_000, help="samples per sampler")
+    parser.add_argument("--class-components", metavar="K,K", help="instead: compare the class sampler with K "
+                        "components per label (on the first run), e.g. 1,3,5,10")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.set_printoptions(precision=3)
+    if args.class_components:
+        compare_class_components(args.runs[0], [int(k) for k in args.class_components.split(",")])
+        return
     for path in args.runs:
         report(path, args.n)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import PRESETS, Config, resolve
 from .errors import BetaVAEError
+from .samplers import KINDS as SAMPLERS
 from .version import __version__
 
 MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
@@ -248,10 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=int)
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
-    sub.add_argument("--sampler", choices=["prior", "gmm", "class"], default="prior",
+    sub.add_argument("--sampler", choices=SAMPLERS, default="prior",
                      help="prior: N(0, I); gmm: a Gaussian mixture fitted to the training images' posterior means "
-                          "(better digits); class: one Gaussian per label (with --digit, or a row per label)")
-    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 10, class 1)")
+                          "(better digits); class: a small mixture per label (with --digit, or a row per label)")
+    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 10, class 3 per label)")
     sub.add_argument("--digit", type=int, help="with --sampler class: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images")
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
@@ -331,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except BetaVAEError as error:
         print(f"betavae: error: {error}", file=sys.stderr)
-        return 130 if type(error).__name__ == "TrainingInterrupted" else 1
+        from .training import TrainingInterrupted
+
+        return 130 if isinstance(error, TrainingInterrupted) else 1
     except KeyboardInterrupt:
         print("betavae: interrupted", file=sys.stderr)
         return 130

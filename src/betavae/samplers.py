@@ -33,7 +33,9 @@ from .training import folder
 KINDS = ("prior", "gmm", "class")
 COVARIANCES = ("full", "diag", "tied", "spherical")
 UNCONDITIONAL = -1  # the key of a sampler's one mixture when it has no labels
-DEFAULT_COMPONENTS = {"gmm": 10, "class": 1}
+# 10 for the whole aggregate posterior (as pythae's GaussianMixtureSampler); 3 per label, against 1: on the
+# description run every digit's samples are then classified as that digit at least 90% of the time (docs/samplers.md)
+DEFAULT_COMPONENTS = {"gmm": 10, "class": 3}
 FORMAT = 1
 
 
@@ -137,21 +139,22 @@ class Sampler:
 # --- fitting, saving and loading ---------------------------------------------------------------------------------
 def fit(kind: str, means: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
         covariance: str = "full", seed: int = 0) -> Sampler:
-    """Fit a sampler to posterior means (N, D) (and their labels, for `class`). Components: by default 10 for gmm
-    (fewer when there are fewer points) and 1 per label for class."""
-    if components is None:
-        components = min(DEFAULT_COMPONENTS.get(kind, 1), max(1, len(means)))
+    """Fit a sampler to posterior means (N, D) (and their labels, for `class`). Components: by default 10 for gmm and
+    3 per label for class, fewer where there are fewer points; a number asked for is used as it is."""
+    default = components is None
+    components = DEFAULT_COMPONENTS.get(kind, 1) if default else components
     settings = {"components": components, "covariance": covariance, "seed": seed}
+    fewer = lambda points: min(components, max(1, len(points))) if default else components  # noqa: E731
     if kind == "prior":
         return Sampler(kind, {UNCONDITIONAL: standard_normal(means.shape[1])}, {})
     if kind == "gmm":
-        return Sampler(kind, {UNCONDITIONAL: fit_mixture(means, components, covariance, seed)}, settings)
+        return Sampler(kind, {UNCONDITIONAL: fit_mixture(means, fewer(means), covariance, seed)}, settings)
     if kind != "class":
         raise BetaVAEError(f"unknown sampler {kind!r}; choose one of: {', '.join(KINDS)}")
     if labels is None or len(labels) == 0 or (labels < 0).any():
         raise BetaVAEError("the class sampler needs labelled training images; this run's data have no labels "
                            "(use --sampler gmm)")
-    return Sampler(kind, {int(y): fit_mixture(means[labels == y], components, covariance, seed)
+    return Sampler(kind, {int(y): fit_mixture(means[labels == y], fewer(means[labels == y]), covariance, seed)
                           for y in np.unique(labels)}, settings)
 
 
@@ -197,7 +200,7 @@ def load(path: Path, digest: str) -> Sampler:
 
 def for_run(run: Run, kind: str = "gmm", components: int | None = None, covariance: str = "full") -> Sampler:
     """The run's sampler of this kind: loaded when fitted for the current weights, else fitted on the posterior means
-    of (at most runs.FIT_IMAGES of) the training images and saved. Components: 10 for gmm, 1 per label for class."""
+    of (at most runs.FIT_IMAGES of) the training images and saved. Components: 10 for gmm, 3 per label for class."""
     if kind == "prior":
         return fit("prior", np.zeros((1, run.config.latent_dim)))
     path, digest = sampler_path(run, kind, components, covariance), weights_digest(run)

@@ -117,7 +117,7 @@
     if (best >= 0 && bestDistance < 100) select(best);
   });
 
-  // Drawing z from the embedded samplers: the prior, the fitted mixture, or one label's Gaussian.
+  // Drawing z from the embedded samplers: the prior, the fitted mixture, or one label's mixture.
   const samplerSelect = document.getElementById("sampler"), digitSelect = document.getElementById("digit");
   const mixtures = {};
   for (const [kind, value] of Object.entries(spec.samplers || {})) {

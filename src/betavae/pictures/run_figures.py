@@ -219,12 +219,12 @@ def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") 
 
 
 SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the posterior means",
-           "class": "z from the Gaussian of label"}
+           "class": "z from the mixture of label"}
 
 
 def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = "prior",
            components: int | None = None, digit: int | None = None) -> Path:
-    """A grid of n samples: decoded z from the prior, the fitted mixture, or the chosen label's Gaussian."""
+    """A grid of n samples: decoded z from the prior, the fitted mixture, or the chosen label's mixture."""
     if n < 1:
         raise BetaVAEError(f"--n must be at least 1, got {n}")
     if digit is not None and sampler != "class":
@@ -237,7 +237,9 @@ def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, s
     else:
         z, ncol = fitted.draw(n, generator, digit), min(n, 8)
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
-    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "s, a row each" if sampler == "class" else "")
+    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "")
+    if sampler == "class" and digit is None:
+        source = "z from each label's mixture, a row per label"
     picture = figures.sample_grid(run.model, z, ncol, f"{source}, seed {seed}: {what}", draw, seed)
     name = "samples" + ("" if sampler == "prior" else f"_{sampler}") + (f"_{digit}" if digit is not None else "")
     return figures.save_image(picture, run.figure_dir / f"{name}{'_drawn' if draw else ''}.png")
