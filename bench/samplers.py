@@ -32,7 +32,7 @@ def fit_seconds(run: Run) -> tuple[float, int]:
     """Seconds to fit the default mixture on the posterior means of (at most) 50,000 training images."""
     means, _ = run.training_codes
     start = time.perf_counter()
-    samplers.fit("gmm", means, seed=run.config.seed)
+    samplers.fit_sampler("gmm", means, seed=run.config.seed)
     return time.perf_counter() - start, len(means)
 
 
@@ -67,7 +67,7 @@ def compare_class_components(path: str, counts: list[int], n: int = 5000) -> Non
     means, labels = run.training_codes
     for count in counts:
         start = time.perf_counter()
-        sampler = samplers.fit("class", means, labels, count, seed=run.config.seed)
+        sampler = samplers.fit_sampler("class", means, labels, count, seed=run.config.seed)
         seconds = time.perf_counter() - start
         z, asked = sampler.draw_per_label(n, torch.Generator().manual_seed(11))
         with torch.no_grad():

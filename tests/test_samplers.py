@@ -49,18 +49,18 @@ def test_draws_are_shuffled_not_grouped_by_component():
 
 def test_class_sampling_lands_in_the_asked_cluster():
     points, labels = clusters()
-    sampler = samplers.fit("class", points, labels, components=1)
+    sampler = samplers.fit_sampler("class", points, labels, components=1)
     for label, centre in enumerate(CENTRES):
         z = sampler.draw(200, torch.Generator().manual_seed(label), label).numpy()
         assert np.abs(z.mean(0) - centre).max() < 0.2
     with pytest.raises(BetaVAEError, match="--digit 7 is not one of this run's labels"):
         sampler.draw(1, torch.Generator(), 7)
     with pytest.raises(BetaVAEError, match="needs labelled training images"):
-        samplers.fit("class", points, np.full(len(points), -1))
+        samplers.fit_sampler("class", points, np.full(len(points), -1))
 
 
 def test_the_prior_sampler_gives_torch_randn_codes():
-    prior = samplers.fit("prior", np.zeros((1, 5)))
+    prior = samplers.fit_sampler("prior", np.zeros((1, 5)))
     z = prior.draw(7, torch.Generator().manual_seed(3))
     assert torch.equal(z, torch.randn(7, 5, generator=torch.Generator().manual_seed(3)))
 
@@ -133,7 +133,7 @@ def test_the_report_draws_as_python_does(tmp_path):
 
 def test_a_row_per_label_and_shares_that_round_up():
     points, labels = clusters()
-    sampler = samplers.fit("class", points, labels, components=2)
+    sampler = samplers.fit_sampler("class", points, labels, components=2)
     z, asked = sampler.draw_per_label(2, torch.Generator().manual_seed(0))  # fewer than the labels: one each
     assert asked.tolist() == [0, 1, 2] and z.shape == (3, 2)
     z, asked = sampler.draw_per_label(64, torch.Generator().manual_seed(0))

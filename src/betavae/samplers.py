@@ -137,7 +137,7 @@ class Sampler:
 
 
 # --- fitting, saving and loading ---------------------------------------------------------------------------------
-def fit(kind: str, means: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
+def fit_sampler(kind: str, means: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
         covariance: str = "full", seed: int = 0) -> Sampler:
     """Fit a sampler to posterior means (N, D) (and their labels, for `class`). Components: by default 10 for gmm and
     3 per label for class, fewer where there are fewer points; a number asked for is used as it is."""
@@ -202,7 +202,7 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
     """The run's sampler of this kind: loaded when fitted for the current weights, else fitted on the posterior means
     of (at most runs.FIT_IMAGES of) the training images and saved. Components: 10 for gmm, 3 per label for class."""
     if kind == "prior":
-        return fit("prior", np.zeros((1, run.config.latent_dim)))
+        return fit_sampler("prior", np.zeros((1, run.config.latent_dim)))
     path, digest = sampler_path(run, kind, components, covariance), weights_digest(run)
     if path.is_file():
         try:
@@ -213,7 +213,7 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
     if kind == "class" and (len(labels) == 0 or (labels < 0).any()):
         raise BetaVAEError(f"{run.path} was trained on data without labels, so it cannot sample a chosen label; "
                            "use --sampler gmm")
-    sampler = fit(kind, means, labels, components, covariance, run.config.seed)
+    sampler = fit_sampler(kind, means, labels, components, covariance, run.config.seed)
     save(sampler, path, digest)
     return sampler
 
