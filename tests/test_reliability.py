@@ -274,3 +274,10 @@ def test_a_damaged_sampler_file_is_refused_in_one_line(tmp_path):
     (tmp_path / "s.safetensors").write_bytes(b"not a sampler")
     with pytest.raises(BetaVAEError, match="is not a betavae sampler"):
         samplers.load(tmp_path / "s.safetensors", "digest")
+
+
+def test_resume_cannot_shrink_a_finished_run(tmp_path, data):
+    run_dir = fit(TINY.replace(epochs=2), tmp_path / "r", data=data, **quiet)
+    with pytest.raises(BetaVAEError, match="has trained 2 epochs already; --epochs must be at least 2"):
+        fit({"epochs": 1}, run_dir, resume=True, data=data, **quiet)
+    assert json.loads((run_dir / folder.STATUS).read_text())["epochs"] == 2  # nothing rewritten
