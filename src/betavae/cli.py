@@ -244,15 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = figure_parser("reconstruct", "ground truth over reconstruction")
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
-    sub = figure_parser("sample", "decode z from the prior N(0, I), a mixture fitted to the posterior means, or a "
+    sub = figure_parser("sample", "decode z from the prior N(0, I), a mixture fitted to the training codes, or a "
                                   "chosen digit's Gaussian")
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=int)
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
     sub.add_argument("--sampler", choices=SAMPLERS, default="prior",
-                     help="prior: N(0, I); gmm: a Gaussian mixture fitted to the training images' posterior means "
+                     help="prior: N(0, I); gmm: a Gaussian mixture fitted to the training images' codes "
                           "(better digits); class: a small mixture per label (with --digit, or a row per label)")
-    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 10, class 3 per label)")
+    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 20, class 3 per label)")
     sub.add_argument("--digit", type=int, help="with --sampler class: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images")
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from . import data as datalib
 from .config import Config
@@ -22,6 +23,16 @@ from .training import folder
 from .training.callbacks import kl_per_dim
 
 SPLITS = ("train", "val", "test")
+
+
+class TrainingCodes(NamedTuple):
+    """Posterior means, one draw z ~ q(z|x) per image (the codes the decoder was trained on), and labels."""
+
+    means: np.ndarray
+    samples: np.ndarray
+    labels: np.ndarray
+
+
 FIT_IMAGES = 50_000  # what is fitted to the codes of training images uses at most this many (dSprites has 717k)
 
 
@@ -130,11 +141,12 @@ class Run:
         return self._splits[name]
 
     @cached_property
-    def training_codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior means and labels of (at most FIT_IMAGES of) the training images, drawn by the run's seed: what
-        samplers are fitted to, computed once per open."""
+    def training_codes(self) -> TrainingCodes:
+        """The codes of (at most FIT_IMAGES of) the training images, chosen by the run's seed: what samplers are
+        fitted to, computed once per open."""
         train = self.split("train").sample(FIT_IMAGES, seed=self.config.seed)
-        return self.model.posterior_means(train.images), train.labels.numpy()
+        means, samples = self.model.posterior_codes(train.images, torch.Generator().manual_seed(self.config.seed))
+        return TrainingCodes(means, samples, train.labels.numpy())
 
     @property
     def reference_name(self) -> str:

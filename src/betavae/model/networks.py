@@ -57,6 +57,20 @@ class VAE(nn.Module):
         parts = [self.encode(batch.to(device))[0].float().cpu() for batch in images.split(batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
+    @torch.inference_mode()
+    def posterior_codes(self, images: torch.Tensor, generator: torch.Generator, batch_size: int = 1000
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and one draw z = mean + sd * noise per image (N, latent_dim) each, float32."""
+        device = next(self.parameters()).device
+        means, draws = [], []
+        for batch in images.split(batch_size):
+            mean, logvar = self.encode(batch.to(device))
+            noise = torch.randn(mean.shape, generator=generator).to(device)
+            means.append(mean.float().cpu())
+            draws.append((mean + noise * (0.5 * logvar).exp()).float().cpu())
+        empty = torch.zeros(0, self.latent_dim)
+        return torch.cat(means or [empty]).numpy(), torch.cat(draws or [empty]).numpy()
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> torch.Tensor:

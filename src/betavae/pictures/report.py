@@ -120,7 +120,7 @@ FIGURES = (  # file under figures/, caption; latent maps and rate-distortion fig
     ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
     ("interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
     ("traversal.png", "Latent traversals, rows sorted by KL"),
-    ("samples_gmm.png", "Decodings of z from the Gaussian mixture fitted to the training images' posterior means"),
+    ("samples_gmm.png", "Decodings of z from the Gaussian mixture fitted to the training images' codes"),
     ("samples_class.png", "Decodings of z from each label's mixture, a row per label"),
 )
 FACTOR_FIGURES = (
@@ -181,7 +181,7 @@ TEMPLATE = """<!DOCTYPE html>
 <p class="note">Sliders set each latent coordinate (largest KL first); the image is decoded in this page from the
 embedded decoder weights (Bernoulli means). Click a point of the map (PCA of posterior means of validation images) to
 see that image and move the sliders to its mean. "draw z" sets the sliders to a new draw from the prior N(0, I), from
-the Gaussian mixture fitted to the training images' posterior means (gmm), or from one label's mixture (class).
+the Gaussian mixture fitted to the training images' codes (gmm), or from one label's mixture (class).
 Decode time: <span id="decode-time">-</span>.</p>
 <div class="explorer">
   <div class="images"><canvas id="decoded" title="decoded"></canvas><canvas id="original" title="original"></canvas>

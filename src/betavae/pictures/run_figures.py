@@ -218,7 +218,7 @@ def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") 
     return figures.save_image(picture, run.figure_dir / "reconstruction.png")
 
 
-SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the posterior means",
+SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the training codes",
            "class": "z from the mixture of label"}
 
 
@@ -251,7 +251,7 @@ def save_sampler_grids(run: Run, seed: int) -> list[Path]:
     kinds = samplers.fitted_kinds(run)
     paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
     if "class" in kinds:
-        paths.append(sample(run, 10 * len(np.unique(run.training_codes[1])), seed, sampler="class"))
+        paths.append(sample(run, 10 * len(np.unique(run.training_codes.labels)), seed, sampler="class"))
     return paths
 
 
