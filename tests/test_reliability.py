@@ -281,3 +281,29 @@ def test_resume_cannot_shrink_a_finished_run(tmp_path, data):
     with pytest.raises(BetaVAEError, match="has trained 2 epochs already; --epochs must be at least 2"):
         fit({"epochs": 1}, run_dir, resume=True, data=data, **quiet)
     assert json.loads((run_dir / folder.STATUS).read_text())["epochs"] == 2  # nothing rewritten
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "null", '{"state": 5}'])
+def test_a_status_file_that_is_not_a_status_reads_as_unknown(tmp_path, data, text):
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    (run_dir / folder.STATUS).write_text(text)
+    assert folder.read_status(run_dir)["state"] == "unknown"
+    with pytest.raises(BetaVAEError, match="is unknown.*betavae train --resume"):
+        Run.open(run_dir, finished=True)
+
+
+def test_changing_the_lr_of_a_finished_run_without_more_epochs_is_refused(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    with pytest.raises(BetaVAEError, match="would train nothing; add --epochs"):
+        fit({"lr": 1e-4}, run_dir, resume=True, data=data, **quiet)
+
+
+def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
+    for name in ("", " ", ".hidden"):
+        assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", name)]) == 1
+        assert "must be a single folder name" in capsys.readouterr().err
+    assert cli.main(["sweep", "--gamma", "nan", "--preset", "capacity", "--runs", str(tmp_path), "--name", "s"]) == 1
+    assert "finite values" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    from betavae import sweep
+
+    assert [p.value for p in sweep.points("beta", [1.0, 1.0, 2.0], [0])] == [1.0, 2.0]

@@ -65,15 +65,15 @@ def train(config: Config | None = None, run_dir: str | Path | None = None, *, pr
     if datalib.registry.is_path(config.dataset):  # so that the run opens from any folder
         config = config.replace(dataset=str(Path(config.dataset).resolve()))
     if run_dir is None:
-        run_dir = Path(runs) / check_run_name(name, runs) if name else Path(runs) / run_name(preset, config)
+        run_dir = Path(runs) / (check_run_name(name, runs) if name is not None else run_name(preset, config))
     return fit(config, run_dir, overwrite=overwrite, **options)
 
 
 def check_run_name(name: str, runs: str | Path) -> str:
     """A run name is one folder name inside the runs folder: no separators, not "." or "..", not absolute."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', not '.' or '..'); runs are "
-                           f"made inside --runs ({runs}), which says where")
+    if not name or name != name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', no leading dot or space, not "
+                           f"empty); runs are made inside --runs ({runs}), which says where")
     return name
 
 

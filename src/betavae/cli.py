@@ -15,6 +15,7 @@ from .errors import BetaVAEError
 from .samplers import KINDS as SAMPLERS
 from .version import __version__
 
+DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
 MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
 
 HELP = {
@@ -45,8 +46,9 @@ def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...]
         if f.name in exclude:
             continue
         metavar = "N,N" if typing.get_origin(hints[f.name]) is tuple else f.name.split("_")[-1].upper()
+        default = getattr(DEFAULT_CONFIG, f.name)
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None, metavar=metavar,
-                           help=f"{HELP.get(f.name, '')} (default {f.default})".strip())
+                           help=f"{HELP.get(f.name, '')} (default {default})".strip())
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -138,6 +140,8 @@ def figure_command(name: str):
         if name == "reconstruct":
             path = run_figures.reconstruct(run, args.indices, args.split)
         elif name == "sample":
+            if args.components is not None and args.sampler == "prior":
+                raise BetaVAEError("--components applies to --sampler gmm and class; the prior has none")
             path = run_figures.sample(run, args.n, args.seed, args.draw, args.sampler, args.components, args.digit)
         elif name == "interpolate":
             path = run_figures.interpolate(run, args.pairs, args.images, args.steps, args.method)
@@ -204,7 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise BetaVAEError(f"--{parameter} takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
-    name = check_run_name(args.name, args.runs) if args.name else f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_run_name(args.name, args.runs) if args.name is not None else f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = sweep(base, Path(args.runs) / name, values, seeds, args.backend, args.figures,
                  log=lambda line: print(line, file=sys.stderr), parameter=parameter)
     print((Path(args.runs) / name / "summary.md").read_text(), end="")
@@ -224,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs", default="runs", help="folder that holds the runs (default runs)")
     train.add_argument("--resume", metavar="RUN", help="continue a run exactly where it stopped (or finish it)")
     train.add_argument("--from-best", action="store_true",
-                       help="with --resume: continue from the epoch of lowest held-out negative ELBO (with --lr, say)")
+                       help="with --resume: continue from the trained epoch (1 on) of lowest held-out negative ELBO "
+                            "(with --lr, say)")
     train.add_argument("--data-changed-ok", action="store_true",
                        help="with --resume: continue although the data changed since the run started")
     train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,12 @@ def fit_mixture(points: np.ndarray, components: int, covariance: str = "full", s
                            "(of each label, for the class sampler)")
     if covariance not in COVARIANCES:
         raise BetaVAEError(f"unknown covariance {covariance!r}; choose one of: {', '.join(COVARIANCES)}")
+    from sklearn.exceptions import ConvergenceWarning
+
     gmm = GaussianMixture(components, covariance_type=covariance, random_state=seed, reg_covar=1e-5)
-    gmm.fit(np.asarray(points, dtype=np.float64))
+    with warnings.catch_warnings():  # codes that collapsed to fewer clusters than components still give a mixture
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(np.asarray(points, dtype=np.float64))
     k, d = gmm.means_.shape
     covariances = {"full": lambda c: c, "tied": lambda c: np.broadcast_to(c, (k, d, d)),
                    "diag": lambda c: np.stack([np.diag(row) for row in c]),
@@ -156,6 +161,10 @@ def fit_sampler(kind: str, means: np.ndarray, labels: np.ndarray | None = None, 
     if labels is None or len(labels) == 0 or (labels < 0).any():
         raise BetaVAEError("the class sampler needs labelled training images; this run's data have no labels "
                            "(use --sampler gmm)")
+    values, counts = np.unique(labels, return_counts=True)
+    if not default and components > counts.min():
+        raise BetaVAEError(f"--components {components} is more than the {counts.min()} training images of label "
+                           f"{values[counts.argmin()]}; lower it")
     return Sampler(kind, {int(y): fit_mixture(means[labels == y], fewer(means[labels == y]), covariance, seed)
                           for y in np.unique(labels)}, settings)
 

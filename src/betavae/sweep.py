@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -47,9 +48,9 @@ def check_parameter(base: Config, parameter: str) -> None:
 
 
 def points(parameter: str, values: Iterable[float], seeds: Iterable[int]) -> list[Point]:
-    values, seeds = list(values), list(seeds)
-    if not values or any(v < 0 for v in values):
-        raise BetaVAEError(f"--{parameter} needs one or more values >= 0, got {values}")
+    values, seeds = list(dict.fromkeys(values)), list(dict.fromkeys(seeds))  # each point once
+    if not values or not all(v >= 0 and math.isfinite(v) for v in values):
+        raise BetaVAEError(f"--{parameter} needs one or more finite values >= 0, got {values}")
     if not seeds:
         raise BetaVAEError("--seeds needs at least one seed")
     return [Point(parameter, v, s) for v in values for s in seeds]
@@ -109,6 +110,8 @@ def sweep(base: Config, sweep_dir: str | Path, values: Iterable[float], seeds: I
     check_parameter(base, parameter)
     sweep_dir = Path(sweep_dir)
     chosen = points(parameter, values, seeds)
+    for point in chosen:  # every point's configuration is valid before any folder is made
+        base.replace(**{point.parameter: point.value, "seed": point.seed})
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if backend == "ray":
         from .training.distributed import ray_map

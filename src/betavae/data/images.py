@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from .sources import RawData
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
@@ -51,7 +51,8 @@ def read_npz(path: str | Path) -> RawData:
     except FileNotFoundError:
         raise BetaVAEError(f"{path} does not exist; check the path") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise BetaVAEError(f"{path} is not a readable .npz file ({error})") from None
+        reason = "it holds Python objects, which are never loaded" if "allow_pickle" in str(error) else first_line(error)
+        raise BetaVAEError(f"{path} is not a readable .npz file of arrays ({reason})") from None
     image_key = next((k for k in IMAGE_KEYS if k in arrays), None)
     if image_key is None:
         raise BetaVAEError(f"{path} has no images; store them under one of: {', '.join(IMAGE_KEYS)}")

@@ -96,14 +96,16 @@ KNOWN: dict[str, Dataset] = {
 
 def is_path(name: str) -> bool:
     """Whether a data set name is a path to the user's own images rather than a known data set's name."""
-    return name not in KNOWN and (name.endswith(".npz") or "/" in name or os.sep in name or Path(name).is_dir())
+    return bool(name.strip()) and name not in KNOWN and \
+        (name.endswith(".npz") or "/" in name or os.sep in name or Path(name).is_dir())
 
 
 def check_name(name: str) -> None:
     """Refuse, in one line, a name that is neither a known data set nor a path (the path is checked on loading,
     so a run stays readable when its data have moved)."""
     if name not in KNOWN and not is_path(name):
-        raise BetaVAEError(f"unknown dataset {name!r}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder "
+        hint = f" (names are lower case: {name.lower()})" if name.lower() in KNOWN else ""
+        raise BetaVAEError(f"unknown dataset {name!r}{hint}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder "
                            "of PNGs; name a known data set or give the path to your own images")
 
 
@@ -115,6 +117,8 @@ def lookup(name: str) -> Dataset:
     path = Path(name)
     if path.suffix == ".npz":
         return _user_dataset(path, images.read_npz)
+    if path.is_file():
+        raise BetaVAEError(f"dataset {path} is a file but not an .npz; give an .npz file or a folder of PNGs")
     if not path.is_dir():
         raise BetaVAEError(f"dataset folder {path} does not exist; check the path (a folder of PNGs, or an .npz file)")
     return _user_dataset(path, images.read_png_folder)

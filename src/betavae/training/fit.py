@@ -184,7 +184,11 @@ def resumed_config(run_dir: Path, changes: Config | Mapping[str, Any] | None = N
     if refused:
         raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
                            f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
-    done = folder.read_status(run_dir)["epoch"]
+    status = folder.read_status(run_dir)
+    done = status["epoch"]
     if requested.epochs < done:
         raise BetaVAEError(f"{run_dir} has trained {done} epochs already; --epochs must be at least {done}")
+    if status["state"] == "finished" and requested.epochs == done and changed:
+        raise BetaVAEError(f"{run_dir} has finished its {done} epochs, so changing {', '.join(sorted(changed))} would "
+                           f"train nothing; add --epochs {done + 10} (say) to train further")
     return saved.replace(**{k: getattr(requested, k) for k in changed})

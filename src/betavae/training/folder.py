@@ -102,7 +102,8 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     try:
         state = load_safetensors_bytes(weights.read_bytes())
     except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} yet; the run has not finished an epoch") from None
+        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again with: "
+                           f"betavae train --resume {run_dir}") from None
     except (SafetensorError, ValueError, OSError) as error:
         raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({error})") from None
     try:
@@ -185,4 +186,4 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's state and last completed epoch; "unknown" when status.json is missing or unreadable."""
     unknown = {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
     status = _read_json(Path(run_dir) / STATUS)
-    return {**unknown, **status} if isinstance(status.get("state"), str) else unknown
+    return {**unknown, **status} if isinstance(status, dict) and isinstance(status.get("state"), str) else unknown
