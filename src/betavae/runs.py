@@ -141,10 +141,14 @@ class Run:
         return self._splits[name]
 
     @cached_property
+    def training_sample(self) -> datalib.Split:
+        """At most FIT_IMAGES training images, chosen by the run's seed: the images samplers are fitted to."""
+        return self.split("train").sample(FIT_IMAGES, seed=self.config.seed)
+
+    @cached_property
     def training_codes(self) -> TrainingCodes:
-        """The codes of (at most FIT_IMAGES of) the training images, chosen by the run's seed: what samplers are
-        fitted to, computed once per open."""
-        train = self.split("train").sample(FIT_IMAGES, seed=self.config.seed)
+        """The codes of the training sample, computed once per open."""
+        train = self.training_sample
         means, samples = self.model.posterior_codes(train.images, torch.Generator().manual_seed(self.config.seed))
         return TrainingCodes(means, samples, train.labels.numpy())
 

@@ -58,7 +58,6 @@ class Mixture:
             if len(self.weights) > 1 else torch.zeros(n, dtype=torch.long)
         return self.means[component] + torch.einsum("nij,nj->ni", self.scale_tril[component], eps)
 
-
     def draw_with(self, eps: torch.Tensor, u: float) -> torch.Tensor:
         """The draw for given noise eps (D,) and a uniform u that picks the component by cumulative weight: what
         the report's explorer computes in the page (decoder.js, mixtureDraw)."""
@@ -77,6 +76,11 @@ class Mixture:
 def standard_normal(dim: int) -> Mixture:
     return Mixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, dim, dtype=torch.float64),
                    torch.eye(dim, dtype=torch.float64)[None])
+
+
+def prior_sampler(dim: int) -> Sampler:
+    """N(0, I) as a sampler: nothing to fit."""
+    return Sampler("prior", {UNCONDITIONAL: standard_normal(dim)}, {})
 
 
 def fit_mixture(points: np.ndarray, components: int, covariance: str = "full", seed: int = 0) -> Mixture:
@@ -144,8 +148,8 @@ class Sampler:
 
 
 # --- fitting, saving and loading ---------------------------------------------------------------------------------
-def fit_sampler(kind: str, means: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
-        covariance: str = "full", seed: int = 0) -> Sampler:
+def fit_sampler(kind: str, codes: np.ndarray, labels: np.ndarray | None = None, components: int | None = None,
+                covariance: str = "full", seed: int = 0) -> Sampler:
     """Fit a sampler to codes (N, D) (and their labels, for `class`). Components: by default 20 for gmm and
     3 per label for class, fewer where there are fewer points; a number asked for is used as it is."""
     default = components is None
@@ -153,9 +157,9 @@ def fit_sampler(kind: str, means: np.ndarray, labels: np.ndarray | None = None, 
     settings = {"components": components, "covariance": covariance, "seed": seed}
     fewer = lambda points: min(components, max(1, len(points))) if default else components  # noqa: E731
     if kind == "prior":
-        return Sampler(kind, {UNCONDITIONAL: standard_normal(means.shape[1])}, {})
+        return prior_sampler(codes.shape[1])
     if kind == "gmm":
-        return Sampler(kind, {UNCONDITIONAL: fit_mixture(means, fewer(means), covariance, seed)}, settings)
+        return Sampler(kind, {UNCONDITIONAL: fit_mixture(codes, fewer(codes), covariance, seed)}, settings)
     if kind != "class":
         raise BetaVAEError(f"unknown sampler {kind!r}; choose one of: {', '.join(KINDS)}")
     if labels is None or len(labels) == 0 or (labels < 0).any():
@@ -165,8 +169,8 @@ def fit_sampler(kind: str, means: np.ndarray, labels: np.ndarray | None = None, 
     if not default and components > counts.min():
         raise BetaVAEError(f"--components {components} is more than the {counts.min()} training images of label "
                            f"{values[counts.argmin()]}; lower it")
-    return Sampler(kind, {int(y): fit_mixture(means[labels == y], fewer(means[labels == y]), covariance, seed)
-                          for y in np.unique(labels)}, settings)
+    return Sampler(kind, {int(y): fit_mixture(codes[labels == y], fewer(codes[labels == y]), covariance, seed)
+                          for y in values}, settings)
 
 
 def weights_digest(run: Run) -> str:
@@ -213,7 +217,7 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
     """The run's sampler of this kind: loaded when fitted for the current weights, else fitted on the codes of (at
     most runs.FIT_IMAGES of) the training images and saved. Components: 20 for gmm, 3 per label for class."""
     if kind == "prior":
-        return fit_sampler("prior", np.zeros((1, run.config.latent_dim)))
+        return prior_sampler(run.config.latent_dim)
     path, digest = sampler_path(run, kind, components, covariance), weights_digest(run)
     if path.is_file():
         try:
@@ -236,7 +240,7 @@ def for_run(run: Run, kind: str = "gmm", components: int | None = None, covarian
 def fitted_kinds(run: Run) -> list[str]:
     """The samplers a run's figures and report show: prior and gmm, and class for labelled data, those that can be
     fitted (a mixture needs 2 training images, of each label for class)."""
-    labels = run.training_codes.labels  # of the images the samplers are fitted to
+    labels = run.training_sample.labels.numpy()  # of the images the samplers are fitted to (no encoding needed)
     kinds = ["prior"] + (["gmm"] if len(labels) >= 2 else [])
     if len(labels) and (labels >= 0).all() and np.unique(labels, return_counts=True)[1].min() >= 2:
         kinds.append("class")

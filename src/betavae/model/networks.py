@@ -22,6 +22,11 @@ LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL c
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
 
 
+def posterior_draw(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = mean + sd * noise: a draw from q(z|x) for standard normal noise (the reparameterisation)."""
+    return mean + noise * (0.5 * logvar).exp()
+
+
 class VAE(nn.Module):
     """A Gaussian-encoder, Bernoulli-decoder VAE. Inputs are float tensors (N,C,H,W) in [0,1]."""
 
@@ -46,8 +51,7 @@ class VAE(nn.Module):
         mean, logvar = self.encode(x)
         if noise is None:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        z = mean + noise * (0.5 * logvar).exp()
-        return self.decode(z), mean, logvar
+        return self.decode(posterior_draw(mean, logvar, noise)), mean, logvar
 
     @torch.inference_mode()
     def posterior_means(self, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
@@ -67,7 +71,7 @@ class VAE(nn.Module):
             mean, logvar = self.encode(batch.to(device))
             noise = torch.randn(mean.shape, generator=generator).to(device)
             means.append(mean.float().cpu())
-            draws.append((mean + noise * (0.5 * logvar).exp()).float().cpu())
+            draws.append(posterior_draw(mean, logvar, noise).float().cpu())
         empty = torch.zeros(0, self.latent_dim)
         return torch.cat(means or [empty]).numpy(), torch.cat(draws or [empty]).numpy()
 

@@ -251,7 +251,7 @@ def save_sampler_grids(run: Run, seed: int) -> list[Path]:
     kinds = samplers.fitted_kinds(run)
     paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
     if "class" in kinds:
-        paths.append(sample(run, 10 * len(np.unique(run.training_codes.labels)), seed, sampler="class"))
+        paths.append(sample(run, 10 * len(run.training_sample.labels.unique()), seed, sampler="class"))
     return paths
 
 
