@@ -44,6 +44,11 @@ VARIANTS = {  # name -> options on top of --preset dsprites
     # beta starts at 16 and anneals down over the first 10k steps: a noisy start, as the capacity ramp gives
     "beta1-anneal": ["--beta", "1", "--beta-start", "16", "--beta-warmup-steps", "10000"],
     "beta4-anneal": ["--beta", "4", "--beta-start", "16", "--beta-warmup-steps", "10000"],
+    # the objectives on the aggregate posterior and weak supervision, each with its preset's (its paper's) setting
+    "btcvae": ["--preset", "btcvae"],
+    "factorvae": ["--preset", "factorvae"],
+    "dipvae": ["--preset", "dipvae"],
+    "adagvae": ["--preset", "adagvae"],
 }
 
 
@@ -53,7 +58,7 @@ SCORES = ("mig", "beta_vae", "factor_vae", "dci_disentanglement", "dci_completen
 def train_command(run: Path, seed: int, args: argparse.Namespace) -> list[str]:
     name = run.name
     options = ["--preset", "dsprites", *VARIANTS[name], "--runs", str(run.parent), "--name", name, "--seed", str(seed),
-               "--precision", args.precision, *shlex.split(args.train_args)]
+               "--precision", args.precision, "--threads", str(args.threads), *shlex.split(args.train_args)]
     if args.gpu:
         options += ["--device", "cuda", "--epochs", "27"]
         options += ["--time-budget", str(args.minutes * 60)] if args.minutes else []
@@ -134,6 +139,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained (and scored) at the same time")
     parser.add_argument("--variants", default="beta1,beta4,capacity")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per run (0: torch's default); 1 with --jobs 2 shares two cores fairly")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--train-args", default="", help="more options for betavae train, e.g. '--cuda-graphs false'")
     args = parser.parse_args()

@@ -15,7 +15,9 @@ from .errors import BetaVAEError
 
 ARCHS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "silu")
-OBJECTIVES = ("beta", "capacity")  # model/objectives.py defines each and the parameters it reads
+OBJECTIVES = ("beta", "capacity", "btcvae", "factorvae", "dipvae", "adagvae")  # model/objectives.py: each and what it reads
+TC_ESTIMATORS = ("mss", "mws")  # beta-TCVAE's estimate of q(z): minibatch stratified or minibatch weighted sampling
+DIP_TYPES = ("i", "ii")
 PIXELS = ("grey", "binary")
 LR_SCHEDULES = ("none", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
@@ -47,6 +49,14 @@ class Config:
     capacity_min: float = 0.0
     capacity_max: float = 25.0
     capacity_steps: int = 100_000
+    mi_weight: float = 1.0  # beta-TCVAE's alpha
+    tc_weight: float = 6.0  # beta-TCVAE's beta, FactorVAE's gamma: the weight of the total correlation
+    dimwise_weight: float = 1.0  # beta-TCVAE's gamma
+    tc_estimator: str = "mss"
+    discriminator_lr: float = 1e-4  # FactorVAE's discriminator (Adam, betas 0.5 and 0.9)
+    dip_type: str = "i"
+    dip_offdiagonal: float = 10.0  # DIP-VAE's lambda_od
+    dip_diagonal: float = 100.0  # DIP-VAE's lambda_d
     # optimisation
     lr: float = 1e-3
     lr_schedule: str = "none"
@@ -67,6 +77,8 @@ class Config:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("objective", self.objective, OBJECTIVES)
+        _check_choice("tc_estimator", self.tc_estimator, TC_ESTIMATORS)
+        _check_choice("dip_type", self.dip_type, DIP_TYPES)
         _check_choice("pixels", self.pixels, PIXELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("device", self.device, DEVICES)
@@ -77,15 +89,19 @@ class Config:
         for name in ("epochs", "val_size", "beta_warmup_steps", "capacity_steps", "seed", "threads",
                      "latent_map_size"):
             _check_at_least(name, getattr(self, name), 0)
-        for name in ("beta", "beta_start", "gamma", "capacity_min", "capacity_max", "time_budget"):
+        for name in ("beta", "beta_start", "gamma", "capacity_min", "capacity_max", "time_budget", "mi_weight",
+                     "tc_weight", "dimwise_weight", "dip_offdiagonal", "dip_diagonal"):
             _check_at_least(name, getattr(self, name), 0.0)
         if self.seed > MAX_SEED:
             raise BetaVAEError(f"seed must be at most {MAX_SEED} (32 bits), got {self.seed}; fix --seed")
         if self.capacity_min > self.capacity_max:
             raise BetaVAEError(f"capacity_min ({self.capacity_min}) is above capacity_max ({self.capacity_max}); the "
                                "capacity rises from min to max: swap them")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise BetaVAEError(f"lr must be a positive finite number, got {self.lr}; try --lr 1e-3")
+        for name, example in (("lr", "1e-3"), ("discriminator_lr", "1e-4")):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise BetaVAEError(f"{name} must be a positive finite number, got {value}; try --{name.replace('_', '-')} "
+                                   f"{example}")
         if not self.hidden or min(self.hidden) < 1:
             raise BetaVAEError(f"hidden must list positive layer widths, got {self.hidden}; try --hidden 400")
         if not self.channels or min(self.channels) < 1:
@@ -133,6 +149,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "capacity": dict(objective="capacity", gamma=100.0, capacity_min=0.0, capacity_max=25.0,
                      capacity_steps=100_000),
 }
+# The objectives that penalise how the aggregate posterior's dimensions depend on each other, and weak supervision,
+# each on dSprites with its paper's setting there (the models and schedule of the `dsprites` preset).
+PRESETS.update({
+    # Chen et al. (2018): alpha = gamma = 1, beta = 6 on dSprites; minibatch stratified sampling.
+    "btcvae": {**PRESETS["dsprites"], "objective": "btcvae", "mi_weight": 1.0, "tc_weight": 6.0,
+               "dimwise_weight": 1.0, "tc_estimator": "mss"},
+    # Kim and Mnih (2018): gamma = 35 on dSprites; the discriminator's Adam at 1e-4, betas (0.5, 0.9).
+    "factorvae": {**PRESETS["dsprites"], "objective": "factorvae", "tc_weight": 35.0, "discriminator_lr": 1e-4},
+    # Kumar et al. (2018), DIP-VAE-I: lambda_od = 10, lambda_d = 10 * lambda_od (disentanglement_lib's rule).
+    "dipvae": {**PRESETS["dsprites"], "objective": "dipvae", "dip_type": "i", "dip_offdiagonal": 10.0,
+               "dip_diagonal": 100.0},
+    # Locatello et al. (2020): pairs sharing a random number of factors; beta = 1.
+    "adagvae": {**PRESETS["dsprites"], "objective": "adagvae", "beta": 1.0},
+})
 DEFAULT_PRESET = "betavae"
 
 

@@ -4,7 +4,8 @@ splits as tensors (dataset)."""
 
 from .dataset import Data, Split, as_float, batch_indices, binarize, fingerprint, prepare, split_raw
 from .packed import PackedImages
-from .registry import fetch, load, load_split, lookup
+from .pairs import FactorPairs
+from .registry import factor_pairs, fetch, load, load_split, lookup
 
-__all__ = ["Data", "PackedImages", "Split", "as_float", "batch_indices", "binarize", "fetch", "fingerprint", "load",
+__all__ = ["Data", "FactorPairs", "PackedImages", "Split", "as_float", "batch_indices", "binarize", "factor_pairs", "fetch", "fingerprint", "load",
            "load_split", "lookup", "prepare", "split_raw"]

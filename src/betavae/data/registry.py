@@ -18,6 +18,7 @@ import torch
 from ..errors import BetaVAEError
 from . import dsprites, images, sources
 from .dataset import Data, Split, split_raw
+from .pairs import FactorPairs
 from .packed import PackedImages
 from .sources import RawData
 
@@ -34,6 +35,7 @@ class Dataset:
     classifier: str | None = None  # name of the cached classifier that scores its samples (None: pass --classifier)
 
     load_one: Callable[[str | None, int, str], Split] | None = None
+    pairs: Callable[[int], FactorPairs] | None = None  # partners sharing factors, for weak supervision (by val_size)
 
     @property
     def has_factors(self) -> bool:
@@ -90,7 +92,8 @@ def _fetch_dsprites(data_dir: str | None) -> str:
 KNOWN: dict[str, Dataset] = {
     "mnist": _idx_dataset(sources.MNIST),
     "fashion-mnist": _idx_dataset(sources.FASHION_MNIST),
-    "dsprites": Dataset("dsprites", _fetch_dsprites, load_dsprites, dsprites.FACTORS, load_one=load_dsprites_split),
+    "dsprites": Dataset("dsprites", _fetch_dsprites, load_dsprites, dsprites.FACTORS, load_one=load_dsprites_split,
+                        pairs=lambda val_size: FactorPairs(dsprites.SIZES, dsprites.split_indices(val_size)["train"])),
 }
 
 
@@ -137,3 +140,13 @@ def load_split(name: str, data_dir: str | None, val_size: int, split: str) -> Sp
 def fetch(name: str, data_dir: str | None = None) -> str:
     """Obtain a data set (and cache it); returns a one-line summary of what was obtained."""
     return lookup(name).fetch(data_dir)
+
+
+def factor_pairs(name: str, val_size: int, needed_by: str) -> FactorPairs:
+    """Partners sharing ground-truth factors for the training images of a data set that has them (dSprites)."""
+    entry = lookup(name)
+    if entry.pairs is None:
+        with_factors = ", ".join(known for known, dataset in KNOWN.items() if dataset.pairs)
+        raise BetaVAEError(f"{needed_by} trains on pairs of images that share ground-truth factors, which {name} does "
+                           f"not have; use --dataset {with_factors} (or another objective)")
+    return entry.pairs(val_size)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .. import data as datalib
 from ..data import Split
-from .networks import VAE
+from .networks import VAE, posterior_draw
 from .objectives import BetaVAELoss
 
 
@@ -24,9 +24,13 @@ class Totals:
         self.kl_per_dim = torch.zeros(latent_dim, dtype=torch.float64, device=device)
 
     def add(self, terms, n: int) -> None:
+        """Count a batch of n images; an objective's own estimates (terms.extras) are summed beside the loss terms."""
         self.n += n
-        for key in self.KEYS:
-            self.sums[key] += getattr(terms, key).detach().double() * n  # on the terms' device: no GPU sync
+        for key in (*self.KEYS, *terms.extras):
+            value = terms.extras[key] if key in terms.extras else getattr(terms, key)
+            if key not in self.sums:
+                self.sums[key] = torch.zeros((), dtype=torch.float64, device=self.kl_per_dim.device)
+            self.sums[key] += value.detach().double() * n  # on the terms' device: no GPU sync
         self.kl_per_dim += terms.kl_per_dim.detach().double() * n
 
     def means(self) -> dict:
@@ -41,12 +45,13 @@ class Totals:
         if not context.distributed:
             return self
         device = self.kl_per_dim.device  # the job's device, as NCCL needs
+        keys = list(self.sums)  # the same on every rank: one objective
         packed = context.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64, device=device),
-                                            torch.stack([self.sums[k] for k in self.KEYS]), self.kl_per_dim]))
+                                            torch.stack([self.sums[k] for k in keys]), self.kl_per_dim]))
         total = Totals(len(self.kl_per_dim), device)
         total.n = int(packed[0])
-        total.sums = dict(zip(self.KEYS, packed[1: 1 + len(self.KEYS)]))
-        total.kl_per_dim = packed[1 + len(self.KEYS):]
+        total.sums = dict(zip(keys, packed[1: 1 + len(keys)]))
+        total.kl_per_dim = packed[1 + len(keys):]
         return total
 
     def state(self) -> dict:
@@ -57,7 +62,8 @@ class Totals:
     def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "Totals":
         totals = cls(len(state["kl_per_dim"]), device)
         totals.n = state["n"]
-        totals.sums = {key: torch.as_tensor(state[key], dtype=torch.float64).to(device) for key in cls.KEYS}
+        totals.sums = {key: torch.as_tensor(value, dtype=torch.float64).to(device)
+                       for key, value in state.items() if key not in ("n", "kl_per_dim")}
         totals.kl_per_dim = state["kl_per_dim"].to(device, torch.float64)
         return totals
 
@@ -79,8 +85,9 @@ def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "
     means = []
     for index in datalib.batch_indices(len(split), batch_size):
         x = datalib.prepare(split.images[index].to(device), pixels, binarizer)
-        logits, mean, logvar = model(x, generator)
-        totals.add(objective(logits, x, mean, logvar, step), len(index))
+        noise = torch.randn(len(x), model.latent_dim, generator=generator, device=device)
+        logits, mean, logvar = model(x, noise=noise)
+        totals.add(objective(logits, x, mean, logvar, step, z=posterior_draw(mean, logvar, noise)), len(index))
         means.append(mean.double().cpu())
     model.train(was_training)
     return {**totals.means(), "active_units": active_units(torch.cat(means))}

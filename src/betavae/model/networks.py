@@ -27,6 +27,9 @@ def posterior_draw(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor
     return mean + noise * (0.5 * logvar).exp()
 
 
+Posterior = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 class VAE(nn.Module):
     """A Gaussian-encoder, Bernoulli-decoder VAE. Inputs are float tensors (N,C,H,W) in [0,1]."""
 
@@ -44,11 +47,13 @@ class VAE(nn.Module):
         """Bernoulli logits of every pixel, (N, *image_shape)."""
         return self.decoder(z).view(len(z), *self.image_shape)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                posterior: Posterior | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits of a reconstruction from one sampled z (N(0, I) noise given, or drawn), and the posterior's mean
-        and log-variance."""
+        and log-variance (as `posterior` combines them, when given: Ada-GVAE averages a pair's shared latents)."""
         mean, logvar = self.encode(x)
+        if posterior is not None:
+            mean, logvar = posterior(mean, logvar)
         if noise is None:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return self.decode(posterior_draw(mean, logvar, noise)), mean, logvar

@@ -22,7 +22,8 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "trained_seconds": trainer.trained_seconds, "out_of_time": trainer.out_of_time,
         "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
         "rng_torch": torch.get_rng_state(), "rng_data": trainer.generator.get_state(),
-        "rng_binarize": trainer.binarizer.get_state(),
+        "rng_binarize": trainer.binarizer.get_state(), "rng_pairs": trainer.pairing.get_state(),
+        "objective": trainer.objective.state_dict(),  # its own parts: FactorVAE's discriminator and its Adam
         "partial": trainer.partial and {**trainer.partial, "totals": trainer.partial["totals"].state()},
     }
     if trainer.device.type == "cuda":
@@ -38,6 +39,8 @@ def restore(trainer: Trainer, state: dict[str, Any], name: str = folder.CHECKPOI
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
+        if state.get("objective"):
+            trainer.objective.load_state_dict(state["objective"])
     except (RuntimeError, ValueError, KeyError) as error:
         raise BetaVAEError(f"{path} does not match this run's model ({first_line(error, 160)}); it belongs to another "
                            "run") from None
@@ -48,6 +51,8 @@ def restore(trainer: Trainer, state: dict[str, Any], name: str = folder.CHECKPOI
     trainer.generator.set_state(state["rng_data"])
     if "rng_binarize" in state:  # checkpoints of earlier versions drew both from rng_data
         trainer.binarizer.set_state(state["rng_binarize"])
+    if "rng_pairs" in state:
+        trainer.pairing.set_state(state["rng_pairs"])
     if "rng_cuda" in state and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"], trainer.device)
     if trainer.partial is not None:

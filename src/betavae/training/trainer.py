@@ -71,12 +71,18 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
         # A finiteness check waits for the device: on a GPU it runs every 100 steps (and on each epoch's totals).
         self.finite_check_every = 1 if self.device.type == "cpu" else 100
+        self.objective = objectives.build(config, dataset_size=len(data.train)).to(self.device)
+        if self.context.distributed and not self.objective.distributable:
+            raise BetaVAEError(f"the {config.objective} objective trains on one process (its pairs or discriminator "
+                               "would be split between processes); run it without --nproc")
+        self.pairs = self._pairs() if self.objective.paired else None
+        self.pairing = torch.Generator().manual_seed(config.seed + 2)  # partners of paired objectives (on the CPU)
         draws_pixels = config.pixels == "binary" and data.train.images.is_floating_point()
         self.graphed = None
-        if config.cuda_graphs and cuda_graphs.supported(self.device, self.context.distributed, draws_pixels):
+        if config.cuda_graphs and self.objective.graphable and \
+                cuda_graphs.supported(self.device, self.context.distributed, draws_pixels):
             self.graphed = cuda_graphs.GraphedGradients(self._loss_terms, list(self.model.parameters()),
                                                         self.global_batch, self.device)
-        self.objective = objectives.build(config)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)  # epoch permutations
         # Binarization draws have their own stream, so bool-stored binary images (which need no draw) give the same
         # permutations, and so the same run, as float-stored ones.
@@ -88,6 +94,10 @@ class Trainer:
         self.records: list[dict[str, Any]] = []
         self.partial: dict[str, Any] | None = None  # the epoch in progress: permutation, position, running totals
         self.stops = StopRequests()
+
+    def _pairs(self) -> datalib.FactorPairs:
+        """Partners for a paired objective (Ada-GVAE): only data with ground-truth factors have them."""
+        return datalib.factor_pairs(self.config.dataset, self.config.val_size, f"the {self.config.objective} objective")
 
     @property
     def global_batch(self) -> int:
@@ -163,6 +173,7 @@ class Trainer:
                 self.context.any(not bool(torch.isfinite(terms.loss)), self.device):
             self._diverged(terms.loss.item(), epoch, f"step {self.step} (batch {position})")
         self.optimizer.step()
+        self.objective.after_step()  # FactorVAE's discriminator learns from the same batch
         self.step += 1
         return terms, n
 
@@ -170,13 +181,17 @@ class Trainer:
         """The loss terms of this rank's part of the batch of training images at `index` (one sampled z each)."""
         # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
         # slices add up to exactly what one process would draw for that batch.
+        if self.pairs is not None:  # each image, then its partner: the batch holds both halves of every pair
+            index = torch.cat([index, self.pairs.partners(index, self.pairing).to(index.device)])
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.binarizer)
         noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
         # No autocast weight cache: each weight is cast once per step anyway, and a CUDA graph cannot hold one.
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16",
                             cache_enabled=False):
-            logits, mean, logvar = self.net(x[part], noise=noise[part])
-        return self.objective(logits.float(), x[part], mean.float(), logvar.float(), step)
+            logits, mean, logvar = self.net(x[part], noise=noise[part], posterior=self.objective.posterior)
+        mean, logvar = mean.float(), logvar.float()
+        z = networks.posterior_draw(mean, logvar, noise[part])  # the codes, for objectives that estimate q(z)
+        return self.objective(logits.float(), x[part], mean, logvar, step, z=z)
 
     def _gradients(self, index: torch.Tensor) -> tuple[objectives.Terms, int]:
         """Eager: the terms of this rank's slice and its gradients (DDP averages them over the ranks)."""
