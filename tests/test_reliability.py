@@ -113,6 +113,16 @@ def test_a_resume_notices_changed_data(tmp_path, npz, capsys):
     assert len(commands) == 2  # the history is kept (the refused resume wrote none)
 
 
+def test_commands_that_read_a_split_warn_when_it_changed(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    Run.open(tmp_path / "r").split("test")
+    assert "warning" not in capsys.readouterr().err
+    x, y = synthetic_images(200, (12, 12), seed=9)
+    np.savez(npz, images=x, labels=y)
+    assert cli.main(["sample", str(tmp_path / "r"), "--sampler", "gmm", "--n", "4"]) == 0
+    assert "the train split of" in capsys.readouterr().err
+
+
 def test_a_replaced_cache_with_a_recomputed_checksum_is_refused(tmp_path):
     images = np.zeros((60000, 28, 28), np.uint8)
     fake = sources.RawData(images, np.zeros(60000, np.int64), images[:10000], np.zeros(10000, np.int64))
@@ -307,3 +317,11 @@ def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
     from betavae import sweep
 
     assert [p.value for p in sweep.points("beta", [1.0, 1.0, 2.0], [0])] == [1.0, 2.0]
+
+
+def test_a_resume_on_images_of_another_size_says_so(tmp_path, npz, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    x, y = synthetic_images(200, (16, 16), seed=9)
+    np.savez(npz, images=x, labels=y)
+    assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "--data-changed-ok"]) == 1
+    assert "are now 1x16x16, but" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from .evaluation import factors
 from .pictures import run_figures
 from .pictures.report import REPORT, write_report
 from .runs import Run
-from .training import Callback, fit, tensorboard
+from .training import Callback, fit, folder, tensorboard
 
 
 def run_name(preset: str | None, config: Config) -> str:
@@ -41,7 +41,7 @@ def default_callbacks(figures: bool = True, report: bool = True, tensorboard_log
 def train(config: Config | None = None, run_dir: str | Path | None = None, *, preset: str | None = None,
           resume: bool = False, changes: Mapping[str, Any] | Config | None = None, name: str | None = None,
           runs: str | Path = "runs", overwrite: bool = False, from_best: bool = False, data_changed_ok: bool = False,
-          data: datalib.Data | None = None, figures: bool = True, report: bool = True,
+          data: datalib.Data | None = None, figures: bool | None = None, report: bool = True,
           tensorboard_log: bool | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
           log: Callable[[str], None] | None = None) -> Path:
     """Train a new run, or continue one, and return its folder.
@@ -50,10 +50,13 @@ def train(config: Config | None = None, run_dir: str | Path | None = None, *, pr
     runs/<name>, the name by default <preset>-<dataset>-<time>; overwrite=True replaces a run already there).
     Resume (resume=True): the run at `run_dir` from its latest checkpoint (from_best=True: its best), with `changes`
     (or `config`) changing only what a resume may change (epochs, lr, device, threads, precision, cuda_graphs).
-    Figures, the report and TensorBoard watch unless turned off; `callbacks` are added to them.
+    Figures, the report and TensorBoard watch unless turned off (figures=None: a new run draws figures, a resumed one
+    does as it did before); `callbacks` are added to them.
     """
+    if figures is None:
+        figures = folder.read_figures(run_dir) if resume and run_dir is not None else True
     watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
-    options = dict(data=data, callbacks=watchers, progress=progress, log=log)
+    options = dict(data=data, callbacks=watchers, progress=progress, log=log, figures=figures)
     if resume:
         if run_dir is None:
             raise BetaVAEError("resuming needs the folder of the run to continue")

@@ -27,7 +27,17 @@ HELP = {
     "beta": "weight of the KL term: loss = recon + beta * KL (per-image sums, batch means); 1 = plain VAE",
     "beta_warmup_steps": "move beta linearly from --beta-start to --beta over this many steps",
     "beta_start": "beta at the first step of --beta-warmup-steps: 0 warms up; above --beta anneals down",
+    "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; dSprites only); "
+                 "presets of the same names hold each one's paper settings",
     "gamma": "capacity objective: weight of |KL - C|",
+    "mi_weight": "btcvae: alpha, the weight of the index-code mutual information",
+    "tc_weight": "btcvae's beta and factorvae's gamma: the weight of the total correlation",
+    "dimwise_weight": "btcvae: gamma, the weight of the dimension-wise KL",
+    "tc_estimator": "btcvae: mss (minibatch stratified sampling) or mws (minibatch weighted sampling)",
+    "discriminator_lr": "factorvae: the discriminator's Adam learning rate",
+    "dip_type": "dipvae: i (covariance of the posterior means) or ii (of the codes)",
+    "dip_offdiagonal": "dipvae: lambda_od, the weight of the squared off-diagonal covariances",
+    "dip_diagonal": "dipvae: lambda_d, the weight of the squared (diagonal - 1)",
     "lr_schedule": "none or cosine (decay to 0 over the run: its steps, or its --time-budget)",
     "time_budget": "stop after this many seconds of training (evaluation not counted); 0 = no limit",
     "threads": "torch CPU threads (0 = torch's default)",
@@ -63,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def cmd_train(args: argparse.Namespace) -> None:
     from .api import train
 
-    figures = not args.no_figures
+    figures = False if args.no_figures else (True if args.figures else None)  # None: as the run did before
     if args.resume:
         ignored = [option for option, given in (("--name", args.name), ("--preset", args.preset),
                                                 ("--config", args.config), ("--overwrite", args.overwrite)) if given]
@@ -233,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-changed-ok", action="store_true",
                        help="with --resume: continue although the data changed since the run started")
     train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")
-    train.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures")
+    train.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures (a resume remembers)")
+    train.add_argument("--figures", action="store_true", help="with --resume: draw figures for a run that had none")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
 

@@ -8,6 +8,7 @@ are written by training (training/folder.py owns their format).
 
 from __future__ import annotations
 
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -127,7 +128,10 @@ class Run:
     @cached_property
     def data(self) -> datalib.Data:
         """All three splits of the data the run was trained on."""
-        return datalib.load(self.config.dataset, self.config.data_dir, self.config.val_size)
+        data = datalib.load(self.config.dataset, self.config.data_dir, self.config.val_size)
+        for name in SPLITS:
+            self._warn_if_changed(name, data.split(name))
+        return data
 
     def split(self, name: str) -> datalib.Split:
         """One split of the run's data, loading that split alone when the whole data set is not loaded yet."""
@@ -138,7 +142,16 @@ class Run:
         if name not in self._splits:
             self._splits[name] = datalib.load_split(self.config.dataset, self.config.data_dir, self.config.val_size,
                                                     name)
+            self._warn_if_changed(name, self._splits[name])
         return self._splits[name]
+
+    def _warn_if_changed(self, name: str, split: datalib.Split) -> None:
+        """Say so (on stderr) when a split differs from the one the run was trained on: what is computed on it
+        describes the new data."""
+        recorded = folder.read_split_fingerprint(self.path, name)
+        if recorded and recorded != datalib.split_fingerprint(split):
+            print(f"betavae: warning: the {name} split of {self.config.dataset} differs from the one {self.path} was "
+                  "trained with (the data changed since); results describe the data as they are now", file=sys.stderr)
 
     @cached_property
     def training_sample(self) -> datalib.Split:

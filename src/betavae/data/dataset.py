@@ -94,11 +94,23 @@ def fingerprint(data: Data) -> str:
     """sha256 of every split's images and labels: recorded with a run, so a resume notices data changed under it."""
     digest = hashlib.sha256()
     for split in (data.train, data.val, data.test):
-        images = split.images.rows if isinstance(split.images, PackedImages) else split.images
-        for array in (images, split.labels):
-            digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
-            digest.update(array.detach().cpu().contiguous().numpy().data)
+        _update(digest, split)
     return digest.hexdigest()
+
+
+def split_fingerprint(split: Split) -> str:
+    """sha256 of one split's images and labels: recorded with a run, so that a command reading one split alone
+    (evaluate, sample) notices that it changed."""
+    digest = hashlib.sha256()
+    _update(digest, split)
+    return digest.hexdigest()
+
+
+def _update(digest: "hashlib._Hash", split: Split) -> None:
+    images = split.images.rows if isinstance(split.images, PackedImages) else split.images
+    for array in (images, split.labels):
+        digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
+        digest.update(array.detach().cpu().contiguous().numpy().data)
 
 
 def split_raw(raw: RawData, val_size: int, name: str = "data") -> Data:

@@ -206,7 +206,7 @@ class TCVAELoss(BetaVAELoss):
 
     def describe(self) -> str:
         return (f"beta-TCVAE: loss = recon + {self.alpha:g} * MI + {self.tc_weight:g} * TC + {self.gamma:g} * "
-                f"dimension-wise KL, estimated by {self.estimator.upper()} over batches from {self.dataset_size} images")
+                f"dimension-wise KL, each estimated from the batch by {self.estimator.upper()}")
 
     def __call__(self, logits, target, mean, logvar, step=0, z=None) -> Terms:
         terms = super().__call__(logits, target, mean, logvar, step)

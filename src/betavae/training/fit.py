@@ -26,11 +26,12 @@ RESUMABLE_CHANGES = ("epochs", "lr", "device", "threads", "precision", "cuda_gra
 def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resume: bool = False,
         overwrite: bool = False, from_best: bool = False, data_changed_ok: bool = False,
         data: datalib.Data | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
-        log: Callable[[str], None] | None = None) -> Path:
+        log: Callable[[str], None] | None = None, figures: bool = True) -> Path:
     """Train `config` into run_dir (a new run; overwrite=True replaces one already there), or with resume=True continue
     the run there from its latest checkpoint (from_best=True: from its best), its saved configuration changed by
     `config`'s resumable fields; returns the run folder. Only the callbacks given watch it. While it trains, the
-    folder is locked against any other writer."""
+    folder is locked against any other writer. `figures` records whether the callbacks draw figures, so that a
+    resume draws them or not as the run did."""
     run_dir = Path(run_dir)
     if resume:
         config = resumed_config(run_dir, config)
@@ -55,7 +56,7 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
             trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
             with refusals_shared(context, device):
                 if context.is_main:
-                    prepare_folder(run_dir, config, data, resume, overwrite, data_changed_ok)
+                    prepare_folder(run_dir, config, data, resume, overwrite, data_changed_ok, figures)
             if state is not None:
                 checkpoint.restore(trainer, state, folder.BEST_CHECKPOINT if from_best else folder.CHECKPOINT)
             with failures_recorded(run_dir, trainer, context.is_main):
@@ -92,15 +93,17 @@ def refusals_shared(context: distributed.Context, device: torch.device) -> Itera
 
 
 def prepare_folder(run_dir: Path, config: Config, data: datalib.Data, resume: bool, overwrite: bool,
-                   data_changed_ok: bool) -> None:
+                   data_changed_ok: bool, figures: bool = True) -> None:
     """Check a resumed run's data, empty an overwritten run's folder (only now that the new run is known to start),
     then write config.json."""
     fingerprint = datalib.fingerprint(data)
     if resume:
+        check_image_shape(run_dir, config, data.image_shape)
         check_data(run_dir, config, fingerprint, data_changed_ok)
     elif overwrite:
         empty_folder(run_dir)
-    folder.save_config(run_dir, config, data.image_shape, fingerprint)
+    splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
+    folder.save_config(run_dir, config, data.image_shape, fingerprint, figures, splits)
 
 
 @contextmanager
@@ -162,6 +165,16 @@ def resume_state(run_dir: Path, from_best: bool) -> dict[str, Any] | None:
     if not (run_dir / folder.CHECKPOINT).is_file():
         return None
     return folder.load_checkpoint(run_dir)
+
+
+def check_image_shape(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:
+    """On resume, refuse images of another size or channel count: the model cannot take them (not even with
+    --data-changed-ok)."""
+    _, saved = folder.read_config_file(run_dir)
+    if tuple(saved) != tuple(image_shape):
+        shape = lambda s: "x".join(str(n) for n in s)  # noqa: E731
+        raise BetaVAEError(f"the images of {config.dataset} are now {shape(image_shape)}, but {run_dir} was trained on "
+                           f"{shape(saved)}; a model cannot change its image size: restore the data, or train a new run")
 
 
 def check_data(run_dir: Path, config: Config, fingerprint: str, changed_ok: bool) -> None:

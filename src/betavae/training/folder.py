@@ -37,9 +37,11 @@ METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.jso
 FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
 
 
-def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], data_fingerprint: str = "") -> None:
-    """Write config.json: the resolved configuration, what the objective reads, the data's fingerprint, versions,
-    and every command that trained the run (a resume adds its own to those before it)."""
+def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], data_fingerprint: str = "",
+                figures: bool = True, split_fingerprints: dict[str, str] | None = None) -> None:
+    """Write config.json: the resolved configuration, what the objective reads, the data's fingerprint, whether
+    training draws figures (a resume keeps doing as the run did), versions, and every command that trained the run
+    (a resume adds its own to those before it)."""
     earlier = _read_json(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else {}
     commands = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
     atomic.write_json(run_dir / CONFIG, {
@@ -48,6 +50,8 @@ def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], dat
         "objective": {**objectives.settings(config), "loss": objectives.build(config).describe()},
         "image_shape": list(image_shape),
         "data_fingerprint": data_fingerprint,
+        "split_fingerprints": split_fingerprints or {},
+        "figures": figures,
         "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "commands": [*commands, sys.argv],
     })
@@ -60,9 +64,21 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def read_figures(run_dir: str | Path) -> bool:
+    """Whether the run was trained with figures (runs from before the field: yes)."""
+    path = Path(run_dir) / CONFIG
+    return bool(_read_json(path).get("figures", True)) if path.is_file() else True
+
+
 def read_fingerprint(run_dir: Path) -> str:
     """The fingerprint of the data the run was trained on ("" for runs that did not record one)."""
     return _read_json(run_dir / CONFIG).get("data_fingerprint", "")
+
+
+def read_split_fingerprint(run_dir: Path, split: str) -> str:
+    """The fingerprint of one split of the data the run was trained on ("" when not recorded)."""
+    recorded = _read_json(run_dir / CONFIG).get("split_fingerprints", {})
+    return recorded.get(split, "") if isinstance(recorded, dict) else ""
 
 
 def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
