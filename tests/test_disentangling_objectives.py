@@ -11,9 +11,9 @@ import torch
 from betavae.config import Config
 from betavae.data import FactorPairs, registry
 from betavae.errors import BetaVAEError
-from betavae.model.objectives import (AdaGVAELoss, DIPVAELoss, FactorVAELoss, aggregate_posterior_terms, build,
-                                      dip_covariance, dip_penalty, gaussian_kl, importance_log_weights,
-                                      permute_dimensions, shared_dimensions)
+from betavae.model.objectives import (AdaGVAELoss, FactorVAELoss, aggregate_posterior_terms, build, dip_covariance,
+                                      dip_penalty, gaussian_kl, importance_log_weights, pair_kl, permute_dimensions,
+                                      shared_dimensions)
 from betavae.training import fit, folder
 
 from .test_training import TINY, assert_same_weights
@@ -38,8 +38,15 @@ def gaussian_tc(correlation: float, sd: float = 0.3) -> float:
 def test_importance_weights_average_the_posteriors(estimator):
     weights = importance_log_weights(16, 1000, estimator).exp()
     assert weights.sum(1).numpy() == pytest.approx(np.ones(16))
-    if estimator == "mss":
-        assert weights[3, 3] == pytest.approx(1 / 1000)  # a code's own posterior counts as one image in N
+
+
+def test_stratified_weights_by_hand():
+    # M = 4 codes from N = 10 images: own posterior 1/N, the next image (N - M + 1) / (N (M - 1)) = 7/30, others 1/3
+    own, stratum, other = 1 / 10, 7 / 30, 1 / 3
+    expected = [[own, stratum, other, other], [other, own, stratum, other], [other, other, own, stratum],
+                [stratum, other, other, own]]
+    assert importance_log_weights(4, 10, "mss").exp().numpy() == pytest.approx(np.array(expected))
+    assert importance_log_weights(4, 10, "mws").exp().numpy() == pytest.approx(np.full((4, 4), 1 / 4))
 
 
 @pytest.mark.parametrize("estimator", ["mss", "mws"])
@@ -124,12 +131,20 @@ def test_dip_covariance_of_type_two_adds_the_mean_posterior_variance():
 
 
 def constructed_pairs():
-    """Pairs of posteriors over 6 latents that differ in latents 1 and 4 only (and a little noise elsewhere)."""
+    """Pairs of posteriors over 6 latents that differ in latents 1 and 4 only (and a little noise elsewhere), the
+    first image's variances 0.1, the second's 0.2."""
     g = torch.Generator().manual_seed(0)
     first = torch.randn(32, 6, generator=g)
     second = first + 0.05 * torch.randn(32, 6, generator=g)
     second[:, [1, 4]] += torch.where(torch.rand(32, 2, generator=g) < 0.5, -2.0, 2.0)
-    return torch.cat([first, second]), torch.full((64, 6), math.log(0.1))
+    return torch.cat([first, second]), torch.cat([torch.full((32, 6), math.log(0.1)), torch.full((32, 6), math.log(0.2))])
+
+
+def test_pair_kl_is_the_first_posterior_against_the_second():
+    mean, logvar = constructed_pairs()
+    (m1, m2), (v1, v2) = mean.chunk(2), logvar.exp().chunk(2)
+    by_hand = 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)  # KL(N(m1, v1) || N(m2, v2))
+    assert torch.allclose(pair_kl(mean, logvar), by_hand, atol=1e-6)
 
 
 def test_ada_gvae_threshold_picks_the_changed_latents():
@@ -147,7 +162,9 @@ def test_ada_gvae_averages_the_shared_latents_of_each_pair_and_keeps_the_changed
     assert torch.allclose(a[:, [0, 2, 3, 5]], b[:, [0, 2, 3, 5]])
     assert torch.allclose(a[:, [0, 2, 3, 5]], (c + d)[:, [0, 2, 3, 5]] / 2)
     assert torch.equal(a[:, [1, 4]], c[:, [1, 4]]) and torch.equal(b[:, [1, 4]], d[:, [1, 4]])
-    assert torch.allclose(new_logvar, logvar)  # equal variances average to themselves
+    first, second = new_logvar.chunk(2)
+    assert torch.allclose(first[:, [0, 2, 3, 5]], torch.full((32, 4), math.log(0.15)))  # the mean of the variances
+    assert torch.allclose(second[:, [1, 4]], torch.full((32, 2), math.log(0.2)))
 
 
 def test_factor_pairs_change_one_to_all_but_one_factor_and_stay_in_the_training_split():
@@ -173,6 +190,22 @@ def paired_mnist(monkeypatch):
     """The synthetic data set as if its 192 training images were a 4 x 48 factor grid."""
     entry = dataclasses.replace(registry.KNOWN["mnist"], pairs=lambda val_size: FactorPairs((4, 48), np.arange(192)))
     monkeypatch.setitem(registry.KNOWN, "mnist", entry)
+
+
+def test_ada_gvae_trains_on_each_image_beside_its_partner(tmp_path, data, paired_mnist, monkeypatch):
+    seen = []
+    original = AdaGVAELoss.posterior
+    monkeypatch.setattr(AdaGVAELoss, "posterior", lambda self, m, v: (seen.append(len(m)), original(self, m, v))[1])
+    partners = []
+    drawn = FactorPairs.partners
+    monkeypatch.setattr(FactorPairs, "partners", lambda self, p, g: (partners.append((p, drawn(self, p, g))),
+                                                                     partners[-1][1])[1])
+    fit(TINY.replace(objective="adagvae", epochs=1), tmp_path / "r", data=data, log=lambda line: None)
+    assert seen and all(n == 2 * 32 for n in seen[:-1])  # every batch: 32 images and their 32 partners
+    index, partner = partners[0]
+    grid = FactorPairs((4, 48), np.arange(192))
+    changed = (grid.factors(index) != grid.factors(partner)).sum(1)
+    assert (changed == 1).all()  # two factors: exactly one changes
 
 
 @pytest.mark.parametrize("objective", ["btcvae", "factorvae", "dipvae", "adagvae"])

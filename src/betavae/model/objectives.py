@@ -221,8 +221,9 @@ class TCVAELoss(BetaVAELoss):
 # --- total correlation: FactorVAE ------------------------------------------------------------------------------
 
 def permute_dimensions(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each latent dimension shuffled across the batch on its own: samples of prod_d q(z_d) from samples of q(z)."""
-    order = torch.rand(z.shape, generator=generator, device=z.device).argsort(dim=0)
+    """Each latent dimension shuffled across the batch on its own: samples of prod_d q(z_d) from samples of q(z).
+    The shuffles are drawn on the CPU (from `generator`, a CPU generator), whatever the codes' device."""
+    order = torch.rand(z.shape, generator=generator).argsort(dim=0).to(z.device)
     return z.gather(0, order)
 
 
@@ -251,6 +252,7 @@ class FactorVAELoss(BetaVAELoss):
         with torch.random.fork_rng():  # its initialisation leaves the model's random stream as it was
             torch.manual_seed(seed)
             self.discriminator = discriminator(latent_dim, width)
+        self.generator = torch.Generator().manual_seed(seed + 3)  # training's permutations (evaluation: seed 0)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
         self.pending: torch.Tensor | None = None  # the discriminator's loss on the last training batch
 
@@ -271,10 +273,12 @@ class FactorVAELoss(BetaVAELoss):
         if z is None:
             return terms
         codes = z.detach().float()
-        permuted = permute_dimensions(codes)
+        training = torch.is_grad_enabled()  # evaluation (no_grad) neither trains nor draws from training's stream
+        generator = self.generator if training else torch.Generator().manual_seed(0)
+        permuted = permute_dimensions(codes, generator)
         real, fake = self.discriminator(codes).squeeze(1), self.discriminator(permuted).squeeze(1)
         accuracy = ((real > 0).float().mean() + (fake <= 0).float().mean()) / 2
-        if torch.is_grad_enabled():  # training: the discriminator learns from this batch in after_step
+        if training:  # the discriminator learns from this batch in after_step
             self.pending = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
                             + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))) / 2
         self.discriminator.requires_grad_(False)  # the model's loss reaches z through it, not its weights
@@ -293,11 +297,13 @@ class FactorVAELoss(BetaVAELoss):
         self.pending = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
 
 
 # --- DIP-VAE --------------------------------------------------------------------------------------------------
@@ -368,7 +374,7 @@ class AdaGVAELoss(BetaVAELoss):
     name = "adagvae"
     parameters = ("beta",)
     paired = True
-    distributable = False  # a slice of the batch would split its pairs
+    graphable = distributable = False  # its partners are drawn on the host; a slice of the batch would split pairs
 
     @classmethod
     def from_config(cls, config: Config, dataset_size: int = 1) -> "AdaGVAELoss":

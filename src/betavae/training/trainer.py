@@ -97,7 +97,11 @@ class Trainer:
 
     def _pairs(self) -> datalib.FactorPairs:
         """Partners for a paired objective (Ada-GVAE): only data with ground-truth factors have them."""
-        return datalib.factor_pairs(self.config.dataset, self.config.val_size, f"the {self.config.objective} objective")
+        pairs = datalib.factor_pairs(self.config.dataset, self.config.val_size, f"the {self.config.objective} objective")
+        if len(pairs.grid_index) != len(self.data.train):
+            raise BetaVAEError(f"the factor grid of {self.config.dataset} lists {len(pairs.grid_index)} training images "
+                               f"but the data hold {len(self.data.train)}; load the data by name, not modified")
+        return pairs
 
     @property
     def global_batch(self) -> int:
@@ -165,6 +169,8 @@ class Trainer:
         """One optimizer step on a global batch, of which this rank trains on its slice."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self._progress())
+        if self.pairs is not None:  # the images, then their partners: the batch holds both halves of every pair
+            index = torch.cat([index, self.pairs.partners(index, self.pairing).to(index.device)])
         if self.graphed:
             terms, n = self.graphed(index, self.step), len(index)
         else:
@@ -181,8 +187,6 @@ class Trainer:
         """The loss terms of this rank's part of the batch of training images at `index` (one sampled z each)."""
         # Every rank draws the targets and the noise of the whole global batch from identical streams, so the
         # slices add up to exactly what one process would draw for that batch.
-        if self.pairs is not None:  # each image, then its partner: the batch holds both halves of every pair
-            index = torch.cat([index, self.pairs.partners(index, self.pairing).to(index.device)])
         x = datalib.prepare(self.train_images[index], self.config.pixels, self.binarizer)
         noise = torch.randn(len(index), self.config.latent_dim, device=self.device)
         # No autocast weight cache: each weight is cast once per step anyway, and a CUDA graph cannot hold one.
