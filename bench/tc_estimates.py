@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from betavae.data import dsprites
-from betavae.model.objectives import aggregate_posterior_terms, log_density_matrix
+from betavae.model.objectives import aggregate_posterior_terms, gaussian_log_density, log_density_matrix
 from betavae.runs import Run
 
 BATCHES = (64, 256, 1024)
@@ -48,8 +48,8 @@ def whole_sample_terms(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
         log_qz.append(torch.logsumexp(matrix.sum(2), dim=1) - math.log(n))
         log_qz_dims.append((torch.logsumexp(matrix, dim=1) - math.log(n)).sum(1))
     log_qz, log_qz_dims = torch.cat(log_qz), torch.cat(log_qz_dims)
-    log_qz_x = (-0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) / logvar.exp())).sum(1)
-    log_pz = (-0.5 * (math.log(2 * math.pi) + z.pow(2))).sum(1)
+    log_qz_x = gaussian_log_density(z, mean, logvar).sum(1)
+    log_pz = gaussian_log_density(z).sum(1)
     return {"mi": (log_qz_x - log_qz).mean().item(), "tc": (log_qz - log_qz_dims).mean().item(),
             "dwkl": (log_qz_dims - log_pz).mean().item()}
 

@@ -243,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-changed-ok", action="store_true",
                        help="with --resume: continue although the data changed since the run started")
     train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")
-    train.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures (a resume remembers)")
-    train.add_argument("--figures", action="store_true", help="with --resume: draw figures for a run that had none")
+    drawing = train.add_mutually_exclusive_group()
+    drawing.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures (a resume remembers)")
+    drawing.add_argument("--figures", action="store_true", help="with --resume: draw figures for a run that had none")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
 

@@ -148,10 +148,16 @@ class CapacityLoss(BetaVAELoss):
 
 # --- total correlation: beta-TCVAE ----------------------------------------------------------------------------
 
+def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0
+                         ) -> torch.Tensor:
+    """log N(z | mean, exp(logvar)) elementwise (broadcasting); by default the prior N(0, 1)."""
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * (-logvar).exp())
+
+
 def log_density_matrix(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z_i,d | mean_j,d, exp(logvar_j,d)) for every code i and posterior j of a batch: (M, M, D)."""
-    z, mean, logvar = z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0)
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * (-logvar).exp())
+    return gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
 
 
 def importance_log_weights(batch: int, dataset_size: int, estimator: str, device: torch.device | str = "cpu"
@@ -181,7 +187,7 @@ def aggregate_posterior_terms(z: torch.Tensor, mean: torch.Tensor, logvar: torch
     log_qz = torch.logsumexp(log_w + matrix.sum(2), dim=1)
     log_qz_dims = torch.logsumexp(log_w.unsqueeze(2) + matrix, dim=1).sum(1)
     log_qz_x = matrix.diagonal(dim1=0, dim2=1).sum(0)  # each code under its own posterior
-    log_pz = -0.5 * (math.log(2 * math.pi) + z.pow(2)).sum(1)
+    log_pz = gaussian_log_density(z).sum(1)
     return {"mi": (log_qz_x - log_qz).mean(), "tc": (log_qz - log_qz_dims).mean(),
             "dwkl": (log_qz_dims - log_pz).mean()}
 
@@ -193,6 +199,7 @@ class TCVAELoss(BetaVAELoss):
 
     name = "btcvae"
     parameters = ("mi_weight", "tc_weight", "dimwise_weight", "tc_estimator")
+    distributable = False  # its estimate depends on the batch one process sees, so on the number of processes
 
     def __init__(self, mi_weight: float = 1.0, tc_weight: float = 6.0, dimwise_weight: float = 1.0,
                  estimator: str = "mss", dataset_size: int = 1):
@@ -329,6 +336,7 @@ class DIPVAELoss(BetaVAELoss):
 
     name = "dipvae"
     parameters = ("dip_type", "dip_offdiagonal", "dip_diagonal")
+    distributable = False  # its covariance is estimated from the batch one process sees
 
     def __init__(self, kind: str = "i", off_diagonal: float = 10.0, diagonal: float = 100.0):
         super().__init__(beta=1.0)
