@@ -1,5 +1,6 @@
-"""What beta does to disentanglement on dSprites: beta 1, beta 4 and the controlled-capacity objective, each trained
-for the same wall-clock budget, then scored by `betavae disentanglement` (beta-VAE, FactorVAE, MIG, DCI, SAP).
+"""Disentanglement on dSprites by objective: beta 1, beta 4, the controlled-capacity objective, beta-TCVAE,
+FactorVAE, DIP-VAE and Ada-GVAE, each trained for the same wall-clock budget, then scored by `betavae
+disentanglement` (beta-VAE, FactorVAE, MIG, DCI, SAP), or with `--score quick` by MIG and the x, y alignment alone.
 
 CPU (default): 30 minutes of training each with `--preset dsprites` (Burgess et al.'s conv model, batch 64, Adam 1e-3
 with cosine decay over the budget), in bf16 autocast (`--precision`; 1.8x fp32's speed on CPUs with AMX). The
@@ -16,8 +17,10 @@ Markdown table, with each variant's median over the seeds when there are several
 Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1] [--seeds 1]
                                        [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
                                        [--train-args "--cuda-graphs false"] [--threads 1] [--score quick]
-(--variants may also name capacity-gamma100, the capacity objective with gamma 100, and beta1-anneal, beta4-anneal:
-beta starting at 16 and annealing down to 1 or 4 over the first 10k steps)
+(--variants may also name capacity-gamma100, the capacity objective with gamma 100; beta1-anneal, beta4-anneal:
+beta starting at 16 and annealing down to 1 or 4 over the first 10k steps; btcvae, factorvae, dipvae and adagvae:
+the presets of those names)
+Two runs side by side on two cores: `--jobs 2 --threads 1` (each run then has one core, the same for every variant).
 """
 
 from __future__ import annotations
