@@ -239,3 +239,12 @@ def test_the_btcvae_kl_is_still_the_analytic_kl():
     assert terms.kl.item() == pytest.approx(gaussian_kl(mean, logvar).sum(1).mean().item())
     assert terms.loss.item() == pytest.approx(terms.recon.item() + (terms.extras["mi"] + 6 * terms.extras["tc"]
                                                                     + terms.extras["dwkl"]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name, objective", [("btcvae", "btcvae"), ("factorvae", "factorvae"), ("dipvae", "dipvae"),
+                                             ("adagvae", "adagvae")])
+def test_presets_train_dsprites_with_their_objective(name, objective):
+    from betavae.config import preset
+    config = preset(name)
+    assert config.dataset == "dsprites" and config.objective == objective and config.latent_dim == 10
+    assert build(config, dataset_size=717_280).describe()
