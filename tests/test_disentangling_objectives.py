@@ -242,7 +242,7 @@ def test_the_btcvae_kl_is_still_the_analytic_kl():
 
 
 @pytest.mark.parametrize("name, objective", [("btcvae", "btcvae"), ("factorvae", "factorvae"), ("dipvae", "dipvae"),
-                                             ("adagvae", "adagvae")])
+                                             ("adagvae", "adagvae"), ("disentangle", "adagvae")])
 def test_presets_train_dsprites_with_their_objective(name, objective):
     from betavae.config import preset
     config = preset(name)
