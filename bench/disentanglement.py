@@ -106,42 +106,32 @@ def run_folders(runs: Path, seeds: list[int], names: list[str]) -> list[tuple[in
     return [(seed, runs / f"seed{seed}" / name) for seed in seeds for name in names]
 
 
-def summary(run: Path) -> list[float]:
-    """Steps, training minutes, validation recon and KL, then the scores of a finished, scored run."""
-    metrics = Run.open(run).metrics
-    scores = json.loads((run / "disentanglement.json").read_text())["scores"]
-    last = metrics[-1]
+def training(run: Run) -> list[float]:
+    """Steps, training minutes, and the last validation recon and KL of a run."""
+    metrics, last = run.metrics, run.last_record
     minutes = sum(r["train_seconds"] for r in metrics) / 60
-    return [last["step"], minutes, last["val"]["recon"], last["val"]["kl"], *(scores[key] for key in SCORES)]
+    return [last["step"], minutes, last["val"]["recon"], last["val"]["kl"]]
+
+
+def summary(run: Path) -> list[float]:
+    """What `training` gives, then the five metrics of a finished, scored run."""
+    scores = json.loads((run / "disentanglement.json").read_text())["scores"]
+    return [*training(Run.open(run)), *(scores[key] for key in SCORES)]
 
 
 def quick_summary(run: Path) -> list[float]:
-    """Steps, training minutes, validation recon and KL, MIG on its 10,000-image sample (the full command's MIG), and
-    the largest |correlation| of any latent's mean with x and with y (about 1 each when the position plane is
-    aligned with two latents, about 0.6-0.7 when it is rotated)."""
+    """What `training` gives, then MIG on its 10,000-image sample (the full command's MIG), and the largest
+    |correlation| of any latent's mean with x and with y (about 1 each when the position plane is aligned with two
+    latents, about 0.6-0.7 when it is rotated)."""
     opened = Run.open(run)
     truth = quick_mig.GroundTruth(dsprites.SIZES, quick_mig.encoder_of(opened), dsprites.FACTORS)
     correlation = np.nan_to_num(quick_mig.correlations(truth))
-    metrics, last = opened.metrics, opened.last_record
-    minutes = sum(r["train_seconds"] for r in metrics) / 60
     x, y = (correlation[:, quick_mig.ORDERED.index(name)].max() for name in ("pos_x", "pos_y"))
-    return [last["step"], minutes, last["val"]["recon"], last["val"]["kl"],
-            quick_mig.mig_metric(truth, seed=0)["mig"], x, y]
+    return [*training(opened), quick_mig.mig_metric(truth, seed=0)["mig"], x, y]
 
 
-def quick_table(folders: list[tuple[int, Path]], several_seeds: bool) -> str:
-    """A Markdown row per run (MIG and the x, y alignment) and, with several seeds, each variant's median."""
-    lines = ["| run | steps | train min | recon | KL | MIG | max abs corr x | max abs corr y |",
-             "|---|---|---|---|---|---|---|---|"]
-    by_variant: dict[str, list[list[float]]] = {}
-    for seed, run in folders:
-        values = quick_summary(run)
-        by_variant.setdefault(run.name, []).append(values)
-        lines.append(row(f"{run.name}, seed {seed}" if several_seeds else run.name, values))
-    if several_seeds:
-        for name, rows in by_variant.items():
-            lines.append(row(f"{name}, median of {len(rows)}", [statistics.median(column) for column in zip(*rows)]))
-    return "\n".join(lines)
+FULL_COLUMNS = ("MIG", "beta-VAE", "FactorVAE", "DCI dis.", "DCI comp.", "DCI info.", "SAP")
+QUICK_COLUMNS = ("MIG", "max abs corr x", "max abs corr y")
 
 
 def row(label: str, values: list[float]) -> str:
@@ -150,13 +140,15 @@ def row(label: str, values: list[float]) -> str:
             + " | ".join(f"{score:.3f}" for score in scores) + " |")
 
 
-def table(folders: list[tuple[int, Path]], several_seeds: bool) -> str:
-    """A Markdown row per run and, with several seeds, each variant's median over them."""
-    lines = ["| run | steps | train min | recon | KL | MIG | beta-VAE | FactorVAE | DCI dis. | DCI comp. | DCI info. | SAP |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def table(folders: list[tuple[int, Path]], several_seeds: bool, quick: bool = False) -> str:
+    """A Markdown row per run (the five metrics, or quick: MIG and the x, y alignment) and, with several seeds, each
+    variant's median over them."""
+    columns, summarise = (QUICK_COLUMNS, quick_summary) if quick else (FULL_COLUMNS, summary)
+    header = ("run", "steps", "train min", "recon", "KL", *columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_variant: dict[str, list[list[float]]] = {}
     for seed, run in folders:
-        values = summary(run)
+        values = summarise(run)
         by_variant.setdefault(run.name, []).append(values)
         lines.append(row(f"{run.name}, seed {seed}" if several_seeds else run.name, values))
     if several_seeds:
@@ -205,7 +197,7 @@ def main() -> None:
     if args.train_only:
         return
     if args.score == "quick":
-        print(quick_table(folders, len(seeds) > 1))
+        print(table(folders, len(seeds) > 1, quick=True))
         return
     run_all([[*BETAVAE, "disentanglement", str(run)] for _, run in folders
              if not (run / "disentanglement.json").exists()], args.jobs)
