@@ -16,7 +16,7 @@ Markdown table, with each variant's median over the seeds when there are several
 
 Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-bench] [--gpu] [--jobs 1] [--seeds 1]
                                        [--variants beta1,beta4,capacity] [--precision bf16] [--train-only]
-                                       [--train-args "--cuda-graphs false"] [--threads 1] [--score quick]
+                                       [--train-args="--cuda-graphs false"] [--threads 1] [--score quick]
 (--variants may also name capacity-gamma100, the capacity objective with gamma 100; beta1-anneal, beta4-anneal:
 beta starting at 16 and annealing down to 1 or 4 over the first 10k steps; btcvae, factorvae, dipvae and adagvae:
 the presets of those names)
@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--score", default="full", choices=["full", "quick"],
                         help="full: `betavae disentanglement` (five metrics, about 6 minutes a run on 2 cores); "
                              "quick: MIG and the x, y alignment of bench/quick_mig.py (seconds a run)")
-    parser.add_argument("--train-args", default="", help="more options for betavae train, e.g. '--cuda-graphs false'")
+    parser.add_argument("--train-args", default="", help="more options for betavae train, given with '=' because "
+                        "they start with a dash: --train-args='--cuda-graphs false'")
     args = parser.parse_args()
     names = args.variants.split(",")
     unknown = sorted(set(names) - set(VARIANTS))

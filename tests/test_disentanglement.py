@@ -1,10 +1,12 @@
 """The metrics must measure what they claim: ground truth scores high, noise and mixtures low, and a duplicated factor
 costs MIG but not informativeness. Small sample sizes keep this fast; the definitions are the full ones."""
 
+import os
+
 import numpy as np
 import pytest
 
-from betavae.evaluation.disentanglement import GroundTruth, evaluate_all, mig
+from betavae.evaluation.disentanglement import GroundTruth, evaluate_all, mig, usable_cores
 
 SIZES = (3, 6, 10, 8)
 SMALL = dict(beta_vae=dict(num_train=600, num_eval=300), factor_vae=dict(num_train=600, num_eval=300,
@@ -87,3 +89,14 @@ def test_mig_on_arrays():
     assert mig(rng.normal(size=(5000, 6)), factors) < 0.05
     with pytest.raises(ValueError, match="two latent"):
         mig(factors[:, :1].astype(float), factors)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_dci_uses_the_cores_the_process_may_run_on_not_the_machines():
+    everything = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(everything)})
+        assert usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, everything)
+    assert usable_cores() == len(everything)

@@ -106,11 +106,16 @@ def dci_importance(codes: np.ndarray, factors: np.ndarray, test_codes: np.ndarra
     from joblib import Parallel, delayed
 
     order = sorted(range(factors.shape[1]), key=lambda k: -len(np.unique(factors[:, k])))
-    fitted = Parallel(n_jobs=min(factors.shape[1], os.cpu_count() or 1))(
+    fitted = Parallel(n_jobs=min(factors.shape[1], usable_cores()))(
         delayed(_boosted_trees)(codes, factors[:, k], test_codes, test_factors[:, k], seed) for k in order)
     fits = [fit for _, fit in sorted(zip(order, fitted))]
     importance = np.stack([importance for importance, _ in fits], axis=1)
     return importance, float(np.mean([accuracy for _, accuracy in fits]))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: `taskset -c 1 betavae ...` gets one), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _boosted_trees(codes: np.ndarray, factor: np.ndarray, test_codes: np.ndarray, test_factor: np.ndarray,
