@@ -92,7 +92,7 @@ def test_mig_on_arrays():
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
-def test_dci_uses_the_cores_the_process_may_run_on_not_the_machines():
+def test_usable_cores_follow_the_affinity_mask_not_the_machine():
     everything = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, {min(everything)})
