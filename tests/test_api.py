@@ -33,7 +33,7 @@ def test_api_and_cli_train_the_same_run(npz, tmp_path):
     betavae.train(config, name="api", runs=tmp_path, progress=False, log=lambda line: None)
     saved = [json.loads((tmp_path / name / folder.CONFIG).read_text()) for name in ("cli", "api")]
     assert saved[0]["config"] == saved[1]["config"]
-    assert saved[0]["config"]["lr_schedule"] == "cosine"  # the default preset, not Config()'s defaults
+    assert saved[0]["config"]["lr_schedule"] == "cosine"  # the default preset, not Config.of()'s defaults
     weights = [load_file(tmp_path / name / folder.WEIGHTS) for name in ("cli", "api")]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     for name in ("cli", "api"):  # the same callbacks: figures and report

@@ -31,7 +31,7 @@ def tiny_dsprites(n: int = 96) -> Data:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = Config(dataset="dsprites", pixels="binary", hidden=(16,), latent_dim=6, batch_size=32, epochs=1)
+    config = Config.of(dataset="dsprites", pixels="binary", hidden=(16,), latent_dim=6, batch_size=32, epochs=1)
     return fit(config, tmp_path_factory.mktemp("runs") / "d", data=tiny_dsprites(), log=lambda line: None)
 
 
@@ -79,6 +79,6 @@ def test_the_report_shows_the_scores_when_there_are_any(run, monkeypatch):
 
 
 def test_runs_without_ground_truth_factors_are_refused(tmp_path, data):
-    mnist_run = fit(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
+    mnist_run = fit(Config.of(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="no ground-truth factors"):
         disentangle(mnist_run)

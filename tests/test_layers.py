@@ -10,8 +10,8 @@ ROOT = Path(betavae.__file__).parent
 LAYERS = [  # lowest first; the layer of a module is that of its top-level module or package
     {"errors", "atomic", "version"},
     {"data"},
-    {"config"},
-    {"model"},
+    {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
+    {"config"},  # holds the objective's settings classes
     {"training"},
     {"runs"},
     {"samplers"},

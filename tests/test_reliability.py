@@ -22,7 +22,7 @@ from betavae.training.lock import run_lock
 
 from .conftest import synthetic_data, synthetic_images
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=5)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=5)
 quiet = dict(log=lambda line: None)
 
 
@@ -141,10 +141,12 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path, data):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--hidden", "1000000000"], "does not fit in memory"),
-    (["train", "--latent-dim", "1000000000"], "does not fit in memory"),
-    (["train", "--seed", str(2**64)], "seed must be at most"),
-    (["train", "--capacity-min", "30", "--capacity-max", "1"], "capacity_min (30.0) is above capacity_max"),
+    (["train", "--hidden", "1000000000"], "hidden must list layer sizes from 1 to 65536"),
+    (["train", "--latent-dim", "9223372036854775807"], "latent_dim must be from 1 to 4096"),
+    (["train", "--seed", str(2**64)], "seed must be from 0 to"),
+    (["train", "--threads", "100000"], "threads must be from 0 to 1024"),
+    (["train", "--objective", "capacity", "--capacity-min", "30", "--capacity-max", "1"],
+     "capacity_min (30.0) is above capacity_max"),
     (["train", "--cuda-graphs", "maybe"], "not a valid boolean"),
     (["train", "--epochs", "1", "--from-best"], "apply to --resume RUN only"),
     (["interpolate", "RUN", "--pairs", "0"], "pairs look like 0:1,2:3"),
@@ -268,7 +270,7 @@ def test_a_sweep_point_killed_before_its_first_checkpoint_is_resumed(tmp_path, d
     from betavae import sweep
 
     base = TINY.replace(dataset="mnist")
-    point = sweep.points("beta", [2.0], [0])[0]
+    point = sweep.points(base, {"beta": [2.0]}, [0])[0]
     run_dir = tmp_path / point.name
     fit(base.replace(beta=2.0, seed=0), run_dir, data=data, **quiet)
     for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.STATUS):
@@ -312,11 +314,13 @@ def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
     for name in ("", " ", ".hidden"):
         assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", name)]) == 1
         assert "must be a single folder name" in capsys.readouterr().err
-    assert cli.main(["sweep", "--gamma", "nan", "--preset", "capacity", "--runs", str(tmp_path), "--name", "s"]) == 1
-    assert "finite values" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    argv = ["sweep", "--vary", "gamma=1,nan", "--preset", "capacity", "--runs", str(tmp_path), "--name", "s"]
+    assert cli.main(argv) == 1
+    assert "gamma must be a finite number >= 0, got nan" in capsys.readouterr().err and not (tmp_path / "s").exists()
     from betavae import sweep
 
-    assert [p.value for p in sweep.points("beta", [1.0, 1.0, 2.0], [0])] == [1.0, 2.0]
+    points = sweep.points(TINY, {"beta": ["1", "1.0", "2"]}, [0, 0])  # each resolved value once, as its type
+    assert [p.changes for p in points] == [(("beta", 1.0),), (("beta", 2.0),)] and points[0].name == "beta-1-seed-0"
 
 
 def test_a_resume_on_images_of_another_size_says_so(tmp_path, npz, capsys):

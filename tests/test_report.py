@@ -25,8 +25,8 @@ needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (
 needs_chromium = pytest.mark.skipif(NODE is None or CHROMIUM is None,
                                     reason="headless Chromium or Node.js is missing (CI installs Debian's chromium)")
 CONFIGS = {
-    "mlp": Config(hidden=(32, 16), latent_dim=5),
-    "conv": Config(arch="conv", hidden=(24,), channels=(8, 6), latent_dim=5),
+    "mlp": Config.of(hidden=(32, 16), latent_dim=5),
+    "conv": Config.of(arch="conv", hidden=(24,), channels=(8, 6), latent_dim=5),
 }
 
 

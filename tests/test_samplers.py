@@ -75,7 +75,7 @@ def test_impossible_component_counts_are_one_line(components, message):
 def run(tmp_path):
     x, y = synthetic_images(300, (12, 12))
     np.savez(tmp_path / "d.npz", images=x, labels=y)
-    config = Config(dataset=str(tmp_path / "d.npz"), val_size=40, hidden=(16,), latent_dim=3, batch_size=32,
+    config = Config.of(dataset=str(tmp_path / "d.npz"), val_size=40, hidden=(16,), latent_dim=3, batch_size=32,
                     epochs=1, beta=1.0)
     return Run.open(fit(config, tmp_path / "r", log=lambda line: None))
 
@@ -111,7 +111,7 @@ def test_sample_command_with_each_sampler(run, capsys):
 def test_an_unlabelled_run_refuses_a_digit(tmp_path, capsys):
     x, _ = synthetic_images(200, (12, 12))
     np.savez(tmp_path / "u.npz", images=x)
-    config = Config(dataset=str(tmp_path / "u.npz"), val_size=40, hidden=(16,), latent_dim=2, epochs=1)
+    config = Config.of(dataset=str(tmp_path / "u.npz"), val_size=40, hidden=(16,), latent_dim=2, epochs=1)
     run_dir = fit(config, tmp_path / "r", log=lambda line: None)
     assert cli.main(["sample", str(run_dir), "--sampler", "class", "--digit", "1"]) == 1
     err = capsys.readouterr().err

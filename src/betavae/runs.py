@@ -19,7 +19,7 @@ import torch
 from . import data as datalib
 from .config import Config
 from .errors import BetaVAEError
-from .model import VAE, objectives
+from .model import VAE
 from .training import folder
 from .training.callbacks import kl_per_dim
 
@@ -106,10 +106,10 @@ class Run:
     @property
     def objective(self) -> dict[str, Any]:
         """The objective and the parameters it actually reads (capacity: gamma and C, never a beta it ignores)."""
-        return objectives.settings(self.config)
+        return {"objective": self.config.objective, **self.config.settings}
 
     def describe_objective(self) -> str:
-        return objectives.build(self.config).describe()
+        return self.config.build_objective().describe()
 
     @property
     def figure_dir(self) -> Path:

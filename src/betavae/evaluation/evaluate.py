@@ -19,7 +19,7 @@ from .. import data as datalib
 from ..errors import BetaVAEError
 from ..model import VAE
 from ..model.likelihood import active_units, elbo_terms, iwae_bound
-from ..model.objectives import BetaVAELoss
+from ..model.objectives import negative_elbo
 from ..runs import Run
 from . import quality
 from .classifier import default_classifier, features_and_probabilities, load_classifier
@@ -30,7 +30,7 @@ FORMAT = 1  # the layout of evaluation.json
 
 def elbo_repeats(model: VAE, split: datalib.Split, pixels: str, repeats: int, seed: int) -> dict[str, Any]:
     """The negative ELBO (beta = 1, one sampled z per image) over `repeats` noise draws: mean, sd and its terms."""
-    runs_ = [elbo_terms(model, split, BetaVAELoss(1.0), pixels, seed=seed + r) for r in range(repeats)]
+    runs_ = [elbo_terms(model, split, negative_elbo(), pixels, seed=seed + r) for r in range(repeats)]
     values = [r["neg_elbo"] for r in runs_]
     mean = lambda key: statistics.fmean(r[key] for r in runs_)  # noqa: E731
     return {

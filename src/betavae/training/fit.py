@@ -192,7 +192,8 @@ def resumed_config(run_dir: Path, changes: Config | Mapping[str, Any] | None = N
     if not changes:
         return saved
     requested = changes if isinstance(changes, Config) else from_dict(dict(changes), saved)
-    changed = {k for k, v in requested.to_dict().items() if saved.to_dict()[k] != v}
+    before, after = saved.flat(), requested.flat()
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     refused = sorted(changed - set(RESUMABLE_CHANGES))
     if refused:
         raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "

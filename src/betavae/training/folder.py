@@ -27,14 +27,15 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .. import atomic
-from ..config import Config, from_dict
+from ..config import Config, from_saved
 from ..errors import BetaVAEError, first_line
-from ..model import networks, objectives
+from ..model import networks
 from ..version import __version__
 
 CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
-FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
+FORMAT = 2  # the layout of config.json and of metrics records; 0 = written before the field existed, 1 = flat
+# objective settings
 
 
 def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], data_fingerprint: str = "",
@@ -47,7 +48,7 @@ def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], dat
     atomic.write_json(run_dir / CONFIG, {
         "format": FORMAT,
         "config": config.to_dict(),
-        "objective": {**objectives.settings(config), "loss": objectives.build(config).describe()},
+        "objective": {"name": config.objective, **config.settings, "loss": config.build_objective().describe()},
         "image_shape": list(image_shape),
         "data_fingerprint": data_fingerprint,
         "split_fingerprints": split_fingerprints or {},
@@ -90,7 +91,7 @@ def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]
     try:
         meta = json.loads(path.read_text())
         check_format(meta.get("format", 0), path)
-        return from_dict(meta["config"]), tuple(meta["image_shape"])
+        return from_saved(meta["config"], meta.get("format", 0)), tuple(meta["image_shape"])
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
