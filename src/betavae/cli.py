@@ -210,6 +210,12 @@ def cmd_disentanglement(args: argparse.Namespace) -> None:
     print(format_table(disentangle(args.run, args.seed, args.data_dir)))
 
 
+def cmd_select(args: argparse.Namespace) -> None:
+    from .evaluation.udr import format_table, select
+
+    print(format_table(select(args.run, args.n, args.variant, args.seed)))
+
+
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load
     from .evaluation.classifier import default_classifier, save_classifier, train_classifier
@@ -324,6 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     disentanglement.add_argument("--seed", type=int, default=0, help="seed of every metric's sampling")
     disentanglement.add_argument("--data-dir", metavar="DIR", help="folder holding the original dSprites npz")
     disentanglement.set_defaults(func=cmd_disentanglement)
+
+    select = commands.add_parser(
+        "select", help="rank runs trained alike (seeds, say) by UDR, without labels; keep the best",
+        description="Unsupervised Disentanglement Ranking (Duan et al. 2020, as disentanglement_lib computes it): each "
+                    "run encodes one shared sample of the data; a run scores high when its informative latents match "
+                    "the other runs' one to one. Writes RUN/udr.json to each run.")
+    select.add_argument("run", metavar="RUN", nargs="+", help="two or more finished runs trained on the same data set")
+    select.add_argument("--variant", choices=["lasso", "spearman"], default="lasso",
+                        help="similarity of two runs' latents: Lasso weights or Spearman correlations (default lasso, "
+                             "disentanglement_lib's)")
+    select.add_argument("--n", type=bounded(int, 2), default=10000,
+                        help="images of the shared sample, drawn from the first run's validation split (default 10000)")
+    select.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    select.set_defaults(func=cmd_select)
 
     classifier = commands.add_parser("classifier", help="the digit classifier used to score samples")
     classifier_commands = classifier.add_subparsers(dest="action", required=True, metavar="ACTION")
