@@ -218,41 +218,21 @@ def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") 
     return figures.save_image(picture, run.figure_dir / "reconstruction.png")
 
 
-SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the training codes",
-           "class": "z from the mixture of label"}
-
-
-def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = "prior",
+def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = samplers.DEFAULT,
            components: int | None = None, digit: int | None = None) -> Path:
-    """A grid of n samples: decoded z from the prior, the fitted mixture, or the chosen label's mixture."""
-    if n < 1:
-        raise BetaVAEError(f"--n must be at least 1, got {n}")
-    if digit is not None and sampler != "class":
-        raise BetaVAEError(f"--digit needs --sampler class (got --sampler {sampler})")
-    seed = run.config.seed + 2 if seed is None else seed
-    fitted, generator = samplers.for_run(run, sampler, components), torch.Generator().manual_seed(seed)
-    if sampler == "class" and digit is None:  # one row per label
-        z, labels = fitted.draw_per_label(n, generator)
-        ncol = int((labels == labels[0]).sum())
-    else:
-        z, ncol = fitted.draw(n, generator, digit), min(n, 8)
+    """A grid of n samples of the named sampler (of one label with digit), as Run.sample draws them."""
+    seed = samplers.default_seed(run) if seed is None else seed
+    codes = samplers.sample_codes(run, n, sampler, digit, seed, components)
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
-    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "")
-    if sampler == "class" and digit is None:
-        source = "z from each label's mixture, a row per label"
-    picture = figures.sample_grid(run.model, z, ncol, f"{source}, seed {seed}: {what}", draw, seed)
-    name = "samples" + ("" if sampler == "prior" else f"_{sampler}") + (f"_{digit}" if digit is not None else "")
-    return figures.save_image(picture, run.figure_dir / f"{name}{'_drawn' if draw else ''}.png")
+    picture = figures.sample_grid(run.model, codes.z, codes.ncol, f"{codes.caption}, seed {seed}: {what}", draw, seed)
+    name = samplers.get(sampler).figure_name(digit) + ("_drawn" if draw else "")
+    return figures.save_image(picture, run.figure_dir / f"{name}.png")
 
 
 def save_sampler_grids(run: Run, seed: int) -> list[Path]:
-    """The fitted samplers' grids beside the prior's: 64 mixture samples and, for labelled data, one row of 10 per
-    label."""
-    kinds = samplers.fitted_kinds(run)
-    paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
-    if "class" in kinds:
-        paths.append(sample(run, 10 * len(run.training_sample.labels.unique()), seed, sampler="class"))
-    return paths
+    """The fitted samplers' grids beside the prior's samples: 64 samples each, or a row of 10 per label."""
+    fitted = [name for name in samplers.available(run) if samplers.get(name).fitted]
+    return [sample(run, samplers.for_run(run, name).figure_size, seed, sampler=name) for name in fitted]
 
 
 def interpolate(run: Run, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,
