@@ -7,7 +7,10 @@ what changes between epochs is the model alone. Everything lands under runs/<nam
 from __future__ import annotations
 
 import io
+import re
+import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from PIL import Image
 from .. import atomic, samplers
 from .. import data as datalib
 from ..config import Config
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from ..model import VAE
 from ..runs import Run
 from ..training.callbacks import EpochEnd
@@ -96,7 +99,7 @@ def save_curves(run: Run) -> Path:
 
 
 def save_latent_map(run: Run, method: str = "pca") -> Path:
-    means, labels = read_latents(run.path)
+    means, labels = read_latents(run.path, run.config.latent_dim)
     try:
         embeddings, shared = figures.reduce_2d(means, method, run.config.seed)
     except ImportError as error:
@@ -108,12 +111,18 @@ def save_latent_map(run: Run, method: str = "pca") -> Path:
 # --- posterior means captured during training -----------------------------------------------------------------------
 
 def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray) -> None:
-    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically)."""
-    stored = {}
+    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically); a damaged file
+    of earlier epochs is replaced, with a warning."""
     path = Path(run_dir) / LATENTS
+    stored = {}
     if path.is_file():
-        with np.load(path, allow_pickle=False) as old:
-            stored = {k: old[k] for k in old.files}
+        try:
+            kept, kept_labels = load_latents(path, means.shape[1])
+            if not np.array_equal(kept_labels, labels):
+                raise ValueError(f"its labels are not those of the {len(labels)} images the latent map shows")
+            stored = {f"epoch_{e}": m for e, m in kept.items()}
+        except ValueError as error:
+            print(f"betavae: warning: {path} was damaged ({error}); it now holds epoch {epoch} alone", file=sys.stderr)
     stored[f"epoch_{epoch}"] = means.astype(np.float32)
     stored["labels"] = labels
     buffer = io.BytesIO()
@@ -121,17 +130,46 @@ def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray
     atomic.write_bytes(path, buffer.getvalue())
 
 
-def read_latents(run_dir: Path) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def read_latents(run_dir: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """The posterior means captured at each epoch (of latent_dim latents, when given) and their images' labels, or
+    one line naming the file and the fix."""
     path = Path(run_dir) / LATENTS
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            means = {int(k.split("_")[1]): stored[k] for k in stored.files if k.startswith("epoch_")}
-            labels = stored["labels"]
+        return load_latents(path, latent_dim)
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {LATENTS}; run betavae latent-map {run_dir} to capture them") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise BetaVAEError(f"{path} is corrupt ({error}); delete it and run betavae latent-map again") from None
-    return means, labels
+    except ValueError as error:
+        raise BetaVAEError(f"{path} is damaged ({error}); delete it and run betavae latent-map {run_dir} again, "
+                           "which captures the final model's means") from None
+
+
+def load_latents(path: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """latents.npz as training writes it: epoch_N arrays (images, latents) of floats and the images' labels;
+    ValueError saying what is wrong with anything else (a .npy, pickled objects, other keys, mismatched counts)."""
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"not a readable .npz archive: {first_line(error, 80)}") from None
+    labels = arrays.pop("labels", None)
+    if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError("it has no labels array of whole numbers")
+    if not arrays or not all(re.fullmatch("epoch_[0-9]{1,9}", key) for key in arrays):
+        raise ValueError("it holds arrays other than epoch_N and labels, or no epoch_N")
+    first = next(iter(arrays.values()))
+    width = latent_dim or (first.shape[1] if first.ndim == 2 else -1)  # -1: no shape matches
+    for key, means in arrays.items():
+        if means.dtype.kind != "f" or means.shape != (len(labels), width):
+            raise ValueError(f"{key} is {means.dtype} of shape {means.shape}, not floats of shape ({len(labels)}, "
+                             f"{latent_dim or 'latents'}) for its {len(labels)} labels")
+        if not np.isfinite(means).all():
+            raise ValueError(f"{key} holds NaN or infinite numbers")
+    return {int(key.split("_")[1]): means for key, means in arrays.items()}, labels
 
 
 # --- the callback that draws while training --------------------------------------------------------------------------
