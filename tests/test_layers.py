@@ -13,8 +13,8 @@ LAYERS = [  # lowest first; the layer of a module is that of its top-level modul
     {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
     {"config"},  # holds the objective's settings classes
     {"training"},
+    {"samplers"},  # below runs, so that Run.sample can draw from them
     {"runs"},
-    {"samplers"},
     {"pictures", "evaluation"},  # siblings: neither imports the other
     {"api"},
     {"sweep"},

@@ -284,8 +284,8 @@ def test_a_damaged_sampler_file_is_refused_in_one_line(tmp_path):
     from betavae import samplers
 
     (tmp_path / "s.safetensors").write_bytes(b"not a sampler")
-    with pytest.raises(BetaVAEError, match="is not a betavae sampler"):
-        samplers.load(tmp_path / "s.safetensors", "digest")
+    with pytest.raises(BetaVAEError, match="is not a valid betavae sampler"):
+        samplers.load(tmp_path / "s.safetensors", "digest", 3)
 
 
 def test_resume_cannot_shrink_a_finished_run(tmp_path, data):

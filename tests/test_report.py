@@ -81,10 +81,10 @@ def test_explorer_in_headless_chromium(report_run):
     run = Run.open(report_run)
     for kind, drawn in page["draws"].items():
         fitted = samplers.for_run(run, kind)  # the ones the report embedded, saved beside it
-        mixture = fitted.mixtures[int(drawn["label"]) if kind == "class" else samplers.UNCONDITIONAL]
+        mixture = fitted.mixture(None if drawn["label"] is None else int(drawn["label"]))
         expected_z = mixture.draw_with(torch.tensor(drawn["eps"]), drawn["u"])
         assert (torch.tensor(drawn["z"], dtype=torch.float64) - expected_z).abs().max().item() < 1e-4
-        assert drawn["shown"] == drawn["z"] and drawn["digits_shown"] == (kind == "class")
+        assert drawn["shown"] == drawn["z"] and drawn["digits_shown"] == fitted.by_label
 
 
 def test_report_is_self_contained(report_run):

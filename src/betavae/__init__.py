@@ -7,8 +7,8 @@ The package in the order its layers build on each other (a module imports only f
     model                     encoders and decoders, objectives (each with its own settings), likelihood estimates
     config                    the validated run configuration (the objective's settings included) and presets
     training                  the loop, checkpoints and resume, the run folder's files, CUDA graphs, DDP and Ray
-    runs                      a run folder opened once (`Run`)
     samplers                  where generated codes come from: the prior, a fitted mixture, a mixture per label
+    runs                      a run folder opened once (`Run`)
     pictures, evaluation      figures and the report; likelihoods, sample quality, disentanglement
     api, sweep                what a user does: train with the default figures, disentangle, sweep
     cli                       the command line, a thin layer over the above

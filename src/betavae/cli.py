@@ -10,10 +10,10 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
+from . import samplers
 from .config import CONFIG_FIELDS, PRESETS, Config, resolve
 from .model.objectives import OBJECTIVES
 from .errors import BetaVAEError
-from .samplers import KINDS as SAMPLERS
 from .version import __version__
 
 DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
@@ -167,8 +167,6 @@ def figure_command(name: str):
         if name == "reconstruct":
             path = run_figures.reconstruct(run, args.indices, args.split)
         elif name == "sample":
-            if args.components is not None and args.sampler == "prior":
-                raise BetaVAEError("--components applies to --sampler gmm and class; the prior has none")
             path = run_figures.sample(run, args.n, args.seed, args.draw, args.sampler, args.components, args.digit)
         elif name == "interpolate":
             path = run_figures.interpolate(run, args.pairs, args.images, args.steps, args.method)
@@ -285,16 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = figure_parser("reconstruct", "ground truth over reconstruction")
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
-    sub = figure_parser("sample", "decode z from the prior N(0, I), a mixture fitted to the training codes, or a "
-                                  "chosen digit's Gaussian")
+    sub = figure_parser("sample", "decode z drawn from a sampler: the prior N(0, I), a mixture fitted to the training "
+                                  "codes, or a chosen digit's mixture")
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
-    sub.add_argument("--seed", type=int)
+    sub.add_argument("--seed", type=int, help="default: the run's seed + 2, the seed of the samples training draws")
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
-    sub.add_argument("--sampler", choices=SAMPLERS, default="prior",
-                     help="prior: N(0, I); gmm: a Gaussian mixture fitted to the training images' codes "
-                          "(better digits); class: a small mixture per label (with --digit, or a row per label)")
-    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 20, class 3 per label)")
-    sub.add_argument("--digit", type=int, help="with --sampler class: the label to draw")
+    sub.add_argument("--sampler", choices=samplers.NAMES, default=samplers.DEFAULT,
+                     help=f"{samplers.HELP} (default {samplers.DEFAULT})")
+    sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)
+    sub.add_argument("--digit", type=int,
+                     help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images")
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")

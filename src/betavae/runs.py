@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import data as datalib
+from . import samplers
 from .config import Config
 from .errors import BetaVAEError
 from .model import VAE
@@ -173,6 +174,12 @@ class Run:
 
     def reference_split(self) -> datalib.Split:
         return self.split(self.reference_name)
+
+    def sample(self, n: int, sampler: str = samplers.DEFAULT, label: int | None = None, seed: int | None = None,
+               components: int | None = None) -> torch.Tensor:
+        """n images (N, C, H, W) in [0, 1] decoded from a sampler's codes (of one label for `class`; without one, a
+        row per label), reproducible from seed: what `betavae sample RUN --sampler S --digit L --seed K` shows."""
+        return samplers.sample_images(self, n, sampler, label, seed, components)
 
 
 def load(path: str | Path, device: str = "cpu") -> VAE:

@@ -84,23 +84,19 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
                   "classifier_score": quality.classifier_score(real_p), "precision": floor_precision,
                   "recall": floor_recall, "class_histogram": quality.class_histogram(real_p)},
         "samplers": {}}
-    for kind in samplers.fitted_kinds(run):
-        sampler = samplers.for_run(run, kind)
-        generator = torch.Generator().manual_seed(seed + 11)
-        if kind == "class":
-            z, asked = sampler.draw_per_label(n, generator)
-        else:
-            z = sampler.draw(n, generator)
+    for name in samplers.available(run):
+        sampler = samplers.for_run(run, name)
+        codes = sampler.grid(n, torch.Generator().manual_seed(seed + 11))
         with torch.no_grad():
-            fake_f, fake_p = features(torch.sigmoid(run.model.decode(z)))
+            fake_f, fake_p = features(torch.sigmoid(run.model.decode(codes.z)))
         precision, recall = quality.precision_recall(real_f, fake_f)
         entry = {"frechet_distance": quality.frechet_distance(fake_f, real_f),
                  "classifier_score": quality.classifier_score(fake_p), "precision": precision, "recall": recall,
                  "class_histogram": quality.class_histogram(fake_p), "settings": sampler.settings}
-        if kind == "class":
-            hits = fake_p.argmax(1) == asked
-            entry["label_accuracy"] = {str(y): float(hits[asked == y].float().mean()) for y in sampler.labels}
-        section["samplers"][kind] = entry
+        if codes.labels is not None:  # drawn by label: how often the classifier agrees
+            hits = fake_p.argmax(1) == codes.labels
+            entry["label_accuracy"] = {str(y): float(hits[codes.labels == y].float().mean()) for y in sampler.labels}
+        section["samplers"][name] = entry
     return section
 
 
