@@ -9,7 +9,7 @@ import torch
 from betavae import runs
 from betavae.api import disentangle
 from betavae.config import Config
-from betavae.data import Data, Split, dsprites
+from betavae.data import Data, PackedImages, Split, dsprites
 from betavae.errors import BetaVAEError
 from betavae.evaluation import factors
 from betavae.pictures.run_figures import factor_labels
@@ -40,7 +40,7 @@ def test_grid_codes_are_the_posterior_means_in_index_order(run):
     levels = dsprites.index_to_factors(np.arange(100, 140))
     images = dsprites.render(levels)
     packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
-    codes = factors.grid_codes(model, packed, batch_size=16)
+    codes = factors.grid_codes(model, PackedImages(packed, (1, 64, 64)), batch_size=16)
     assert codes.shape == (40, 6)
     assert np.allclose(codes, model.encode(images)[0].detach().double().numpy(), atol=1e-5)
 
@@ -52,7 +52,7 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     fake[:, 1], fake[:, 4] = grid[:, 3], grid[:, 4]
     fake[:, [0, 2, 3, 5]] = np.random.default_rng(0).normal(scale=0.01, size=(dsprites.N_IMAGES, 4))
     monkeypatch.setattr(factors, "grid_codes", lambda model, packed: fake)
-    monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: None)
+    monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: np.zeros((1, 512), np.uint8))
     result = disentangle(run, sizes=SMALL, log=lambda line: None)
     stored = json.loads((run / factors.RESULT).read_text())
     assert stored["scores"] == result["scores"]

