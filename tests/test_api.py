@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,16 +11,8 @@ from betavae import api, cli
 from betavae.config import DEFAULT_PRESET, preset
 from betavae.training import folder
 
-from .conftest import synthetic_images
 
 SETTINGS = {"hidden": "16", "latent_dim": "2", "batch_size": "32", "epochs": "1", "val_size": "40"}
-
-
-@pytest.fixture
-def npz(tmp_path):
-    x, y = synthetic_images(200, (12, 12))
-    np.savez(tmp_path / "d.npz", images=x, labels=y)
-    return tmp_path / "d.npz"
 
 
 def test_api_and_cli_train_the_same_run(npz, tmp_path):

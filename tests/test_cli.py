@@ -9,13 +9,6 @@ from betavae.training import folder
 from .conftest import synthetic_images
 
 
-@pytest.fixture
-def npz(tmp_path):
-    x, y = synthetic_images(200, (12, 12))
-    np.savez(tmp_path / "d.npz", images=x, labels=y)
-    return tmp_path / "d.npz"
-
-
 @pytest.mark.parametrize("argv, message", [
     (["train", "--beta", "-1"], "beta must be a finite number >= 0"),
     (["train", "--latent-dim", "0"], "latent_dim must be from 1 to 4096"),

@@ -119,11 +119,17 @@ def test_probes_beat_chance_only_on_real_labels():
     assert quality.linear_probe(x[:600], shuffled[:600], x[600:], shuffled[600:]) < 0.4
 
 
-def test_random_shift_moves_content():
+def test_random_shift_moves_content_by_at_most_two_pixels_each_way():
     x = torch.zeros(1, 1, 8, 8)
     x[0, 0, 4, 4] = 1
-    moved = random_shift(x, torch.Generator().manual_seed(3))
-    assert moved.sum() == 1
+    generator = torch.Generator().manual_seed(3)
+    places = set()
+    for _ in range(200):
+        moved = random_shift(x, generator)
+        assert moved.sum() == 1 and moved.shape == x.shape
+        row, column = (int(i) for i in moved[0, 0].nonzero()[0])
+        places.add((row - 4, column - 4))
+    assert places == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # every shift, and only those
 
 
 @pytest.fixture(scope="module")
