@@ -83,7 +83,8 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None,
                sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> torch.Tensor:
         """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I), or from z drawn by a fitted
-        sampler (betavae.samplers: a mixture fitted to the posterior means, or one per label)."""
+        sampler (betavae.samplers: a mixture fitted to posterior draws of the training images, or one per label; a
+        run draws with `Run.sample(n, sampler=..., label=...)`)."""
         device = next(self.parameters()).device
         if sampler is None:
             z = torch.randn(n, self.latent_dim, generator=generator, device=device)
