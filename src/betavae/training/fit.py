@@ -5,7 +5,6 @@ nowhere else."""
 from __future__ import annotations
 
 import gc
-import shutil
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -47,7 +46,7 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
         with ExitStack() as held:
             with refusals_shared(context, device):  # a refusal on rank 0 stops every rank, not only rank 0
                 if context.is_main:
-                    held.enter_context(run_lock(run_dir))
+                    held.enter_context(run_lock(run_dir, create=not resume))
                     remove_stale_temporaries(run_dir)
                     if not resume:
                         check_new_folder(run_dir, overwrite)
@@ -101,7 +100,7 @@ def prepare_folder(run_dir: Path, config: Config, data: datalib.Data, resume: bo
         check_image_shape(run_dir, config, data.image_shape)
         check_data(run_dir, config, fingerprint, data_changed_ok)
     elif overwrite:
-        empty_folder(run_dir)
+        folder.remove_run_files(run_dir)
     splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
     folder.save_config(run_dir, config, data.image_shape, fingerprint, figures, splits)
 
@@ -132,26 +131,26 @@ def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[N
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
-    """Temporary files of the trainer's own atomic writes that a killed process left behind (the lock holder is the
-    only process that writes these files; figure commands, which do not lock, write elsewhere)."""
-    for name in (folder.CONFIG, folder.WEIGHTS, folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.METRICS_JSONL,
-                 folder.METRICS_CSV, folder.STATUS):
-        for stale in run_dir.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+    """Temporary files of the run's own atomic writes that a killed process left behind (the lock holder is the only
+    process that writes the trainer's files; figure commands, which do not lock, write other names)."""
+    for entry in run_dir.iterdir():
+        if folder.is_temporary(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def check_new_folder(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to train a new run over an existing one unless told to replace it."""
-    if (run_dir / folder.CONFIG).exists() and not overwrite:
+    """A new run goes into an empty folder, or replaces the run there when told to; a folder holding anything else
+    (a user's files, a run's files without its config.json) is never written into."""
+    holds_run = (run_dir / folder.CONFIG).is_file()
+    if holds_run and not overwrite:
         raise BetaVAEError(f"{run_dir} already holds a run; continue it with: betavae train --resume {run_dir} "
                            "(or replace it with --overwrite, or choose another --name)")
-
-
-def empty_folder(run_dir: Path) -> None:
-    """Everything in the folder but the lock goes (the run being replaced)."""
-    for entry in run_dir.iterdir():
-        if entry.name != LOCK:
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    others = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK)
+    if others and not holds_run:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise BetaVAEError(f"{run_dir} holds files but no betavae run (no {folder.CONFIG}; it holds {shown}); a new "
+                           "run goes into an empty folder only (--overwrite replaces runs only): choose another "
+                           "--name")
 
 
 def resume_state(run_dir: Path, from_best: bool) -> dict[str, Any] | None:
@@ -163,8 +162,21 @@ def resume_state(run_dir: Path, from_best: bool) -> dict[str, Any] | None:
                                "--from-best")
         return folder.load_checkpoint(run_dir, folder.BEST_CHECKPOINT)
     if not (run_dir / folder.CHECKPOINT).is_file():
+        check_never_trained(run_dir)
         return None
     return folder.load_checkpoint(run_dir)
+
+
+def check_never_trained(run_dir: Path) -> None:
+    """Without a checkpoint only a run that never finished an epoch starts again from step 0: a trained one would be
+    trained anew over its own weights, metrics and best checkpoint."""
+    trained = folder.trained_epochs(folder.read_status(run_dir), folder.read_metrics(run_dir))
+    if trained < 1:
+        return
+    fix = (f"continue from its best epoch with: betavae train --resume {run_dir} --from-best"
+           if (run_dir / folder.BEST_CHECKPOINT).is_file() else "train a new run")
+    raise BetaVAEError(f"{run_dir} has trained {trained} epoch(s) but its {folder.CHECKPOINT} is missing, so it cannot "
+                       f"continue where it stopped; restore {folder.CHECKPOINT} from a backup, or {fix}")
 
 
 def check_image_shape(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:

@@ -7,6 +7,10 @@
     runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
+and, written by the figures, the report and the commands that read a run: figures/, report.html, latents.npz,
+samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES and RUN_FOLDERS list every one of them:
+replacing a run (--overwrite) removes those and nothing else a user put in the folder.
+
 config.json and each metrics record carry `format`, the version of their layout: a reader knows what it holds and
 refuses, in one line, a folder written by a newer betavae; folders written before the field existed are format 0.
 """
@@ -17,6 +21,7 @@ import csv
 import io
 import json
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,11 @@ from ..version import __version__
 
 CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
+REPORT, EVALUATION, DISENTANGLEMENT, LATENTS = "report.html", "evaluation.json", "disentanglement.json", "latents.npz"
+FIGURES, SAMPLERS, TENSORBOARD = "figures", "samplers", "tensorboard"
+RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRICS_CSV, STATUS, REPORT, EVALUATION,
+             DISENTANGLEMENT, LATENTS)
+RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
 FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
 
 
@@ -203,3 +213,22 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     unknown = {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
     status = _read_json(Path(run_dir) / STATUS)
     return {**unknown, **status} if isinstance(status, dict) and isinstance(status.get("state"), str) else unknown
+
+
+def trained_epochs(status: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    """The last epoch the run completed, by its status or its metrics, whichever says more (0: none trained)."""
+    epochs = [status.get("epoch"), *(record.get("epoch") for record in records)]
+    return max([0, *(e for e in epochs if isinstance(e, int) and not isinstance(e, bool))])
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is that of an atomic write of one of the run's files (.<name>.<random>.tmp)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in RUN_FILES)
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """Remove what a run wrote into its folder (RUN_FILES, RUN_FOLDERS and their temporaries) and nothing else a user
+    put there; a symbolic link among them is removed, never followed."""
+    for entry in run_dir.iterdir():
+        if entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
