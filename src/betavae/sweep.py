@@ -22,6 +22,7 @@ from .config import Config
 from .errors import BetaVAEError
 from .model.objectives import OBJECTIVES
 from .runs import Run
+from .training import folder
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
 SWEEPABLE = ("beta", "gamma")
@@ -61,9 +62,9 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
     from .api import train
 
     run_dir = Path(sweep_dir) / point.name
-    if (run_dir / "status.json").is_file() and Run.open(run_dir).finished:
+    if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    resume = (run_dir / "config.json").is_file()  # started before, with or without a checkpoint
+    resume = (run_dir / folder.CONFIG).is_file()  # started before, with or without a checkpoint
     config = base.replace(**{point.parameter: point.value, "seed": point.seed})
     train(config, run_dir, resume=resume, figures=figures, report=False, tensorboard_log=False, progress=False)
     return str(run_dir)
@@ -73,7 +74,7 @@ def summarize(sweep_dir: Path, chosen: list[Point]) -> list[dict]:
     """One row per finished point: final validation (else training) recon, KL, negative ELBO, active units."""
     rows = []
     for point in chosen:
-        if not (sweep_dir / point.name / "status.json").is_file():
+        if not (sweep_dir / point.name / folder.STATUS).is_file():
             continue
         run = Run.open(sweep_dir / point.name)
         if not run.finished or not run.metrics:
