@@ -66,7 +66,7 @@ def test_sweep_varies_gamma_for_the_capacity_objective(npz, tmp_path, capsys):
     assert cli.main(argv) == 0
     rows = (tmp_path / "g" / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("gamma,seed") and len(rows) == 3
-    configs = [folder.read_config_file(tmp_path / "g" / f"gamma-{g}-seed-0")[0] for g in (1, 200)]
+    configs = [folder.read_meta(tmp_path / "g" / f"gamma-{g}-seed-0").config for g in (1, 200)]
     assert [c.settings["gamma"] for c in configs] == [1.0, 200.0]
     assert configs[0].settings["capacity_max"] == configs[1].settings["capacity_max"] == 3.0
 
@@ -78,7 +78,7 @@ def test_resume_remembers_no_figures_unless_told_to_draw(npz, tmp_path):
     assert not list((tmp_path / "r").rglob("*.png"))
     assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "3", "--figures"]) == 0
     assert list((tmp_path / "r").rglob("*.png"))
-    assert folder.read_figures(tmp_path / "r")
+    assert folder.read_meta(tmp_path / "r").figures
 
 
 def test_sweep_varies_any_setting_and_field_as_a_grid(npz, tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_sweep_varies_any_setting_and_field_as_a_grid(npz, tmp_path, capsys):
     rows = (tmp_path / "grid" / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("lambda_od,latent_dim,seed") and len(rows) == 5
     run = tmp_path / "grid" / "lambda_od-2_latent_dim-3-seed-0"
-    config = folder.read_config_file(run)[0]
+    config = folder.read_meta(run).config
     assert config.settings["lambda_od"] == 2.0 and config.latent_dim == 3
 
 

@@ -66,6 +66,7 @@ def artefacts(run_dir: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    torch.set_num_threads(1)  # as the resumes (conftest's autouse fixture runs after module-scoped ones)
     return fit(CONFIG, tmp_path_factory.mktemp("straight") / "run", data=synthetic_data(),
                callbacks=[TrainingFigures()], log=lambda line: None)
 

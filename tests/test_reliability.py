@@ -271,8 +271,8 @@ def test_a_sweep_point_killed_before_its_first_checkpoint_is_resumed(tmp_path, d
     point = sweep.points(base, {"beta": [2.0]}, [0])[0]
     run_dir = tmp_path / point.name
     fit(base.replace(beta=2.0, seed=0), run_dir, data=data, **quiet)
-    for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.STATUS):
-        (run_dir / name).unlink()
+    for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.STATUS, folder.WEIGHTS, folder.METRICS_JSONL):
+        (run_dir / name).unlink()  # killed before the first checkpoint: config.json alone
     monkeypatch.setattr("betavae.api.fit", lambda config, run_dir, **kw: fit(config, run_dir, **{**kw, "data": data}))
     sweep.run_point(base, str(tmp_path), point)
     assert folder.read_status(run_dir)["state"] == "finished"

@@ -18,13 +18,30 @@ def run_dir(tmp_path, data):
     return fit(TINY, tmp_path / "r", data=data, log=lambda line: None)
 
 
-def test_config_is_parsed_once_per_open(run_dir, monkeypatch):
-    calls = []
-    real = folder.read_config_file
-    monkeypatch.setattr(folder, "read_config_file", lambda path: calls.append(path) or real(path))
+def test_config_json_is_read_once_across_open_a_split_and_sampling(run_dir, monkeypatch, data):
+    """Counts real opens of config.json (open(), and pathlib's reads, which go through io.open)."""
+    import builtins
+    import io
+    import os
+
+    from betavae.pictures import run_figures
+
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file).endswith(folder.CONFIG):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split: data.split(split))
     run = Run.open(run_dir)
     run.require_finished(), run.kl_per_dim, run.objective, run.model, run.metrics, run.describe_objective()
-    assert len(calls) == 1
+    run.split("val"), run.split("test")
+    run_figures.sample(run, n=4, seed=0, sampler="gmm")
+    assert len(opened) == 1
     assert run.config == TINY and run.image_shape == (1, 12, 12)
 
 

@@ -66,7 +66,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
     run_dir = tmp_path / "interrupted"
     run_dir.mkdir()
     trainer = Trainer(config, run_dir, data, log=lambda line: None)
-    folder.save_config(run_dir, config, data.image_shape)
+    folder.write_meta(run_dir, folder.RunMeta(config, data.image_shape))
     step = trainer._train_step
 
     def step_then_ctrl_c(*args):  # Ctrl-C arrives during the 9th step (epoch 2, batch 2 of 6)

@@ -54,7 +54,7 @@ def train(config: Config | None = None, run_dir: str | Path | None = None, *, pr
     does as it did before); `callbacks` are added to them.
     """
     if figures is None:
-        figures = folder.read_figures(run_dir) if resume and run_dir is not None else True
+        figures = folder.read_meta(run_dir).figures if resume and run_dir is not None else True
     watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
     options = dict(data=data, callbacks=watchers, progress=progress, log=log, figures=figures)
     if resume:

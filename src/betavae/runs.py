@@ -1,4 +1,5 @@
-"""A run folder, opened once: `Run.open(path)` reads config.json a single time and everything else on first use.
+"""A run folder, opened once: `Run.open(path)` reads config.json a single time (its `RunMeta`) and everything else on
+first use.
 
 Every command that reads a run (evaluate, disentanglement, report, the figure commands, sweep, the bench scripts)
 goes through this object: the resolved configuration, status, metrics, the last epoch's KL per dimension, image
@@ -41,9 +42,8 @@ FIT_IMAGES = 50_000  # what is fitted to the codes of training images uses at mo
 class Run:
     """One run folder: what it was trained with, how far it got, and (lazily) its model and data."""
 
-    def __init__(self, path: Path, config: Config, image_shape: tuple[int, int, int], model: VAE | None = None,
-                 data: datalib.Data | None = None):
-        self.path, self.config, self.image_shape = path, config, image_shape
+    def __init__(self, path: Path, meta: folder.RunMeta, model: VAE | None = None, data: datalib.Data | None = None):
+        self.path, self.meta = path, meta
         self._splits: dict[str, datalib.Split] = {}
         if model is not None:
             self.__dict__["model"] = model  # fills the cached property
@@ -58,13 +58,20 @@ class Run:
         path = Path(path)
         if path.suffix == ".safetensors":
             path = path.parent
-        config, image_shape = folder.read_config_file(path)
-        run = cls(path, config, image_shape, model, data)
+        run = cls(path, folder.read_meta(path), model, data)
         if finished:
             run.require_finished()
         return run
 
     # --- what the folder says ------------------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self.meta.config
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.meta.image_shape
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -114,7 +121,7 @@ class Run:
 
     @property
     def figure_dir(self) -> Path:
-        return self.path / "figures"
+        return self.path / folder.FIGURES
 
     # --- what is loaded on first use -----------------------------------------------------------------------------
     @cached_property
@@ -149,7 +156,7 @@ class Run:
     def _warn_if_changed(self, name: str, split: datalib.Split) -> None:
         """Say so (on stderr) when a split differs from the one the run was trained on: what is computed on it
         describes the new data."""
-        recorded = folder.read_split_fingerprint(self.path, name)
+        recorded = self.meta.split_fingerprints.get(name, "")
         if recorded and recorded != datalib.split_fingerprint(split):
             print(f"betavae: warning: the {name} split of {self.config.dataset} differs from the one {self.path} was "
                   "trained with (the data changed since); results describe the data as they are now", file=sys.stderr)

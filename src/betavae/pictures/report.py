@@ -19,11 +19,12 @@ from .. import atomic, samplers
 from .. import data as datalib
 from ..model.networks import ACTIVATIONS, VAE, ConvDecoder
 from ..runs import Run
+from ..training import folder
 from ..training.callbacks import kl_per_dim
 from .draw import PALETTE, pca_2d
 
 MAX_POINTS = 2000
-REPORT = "report.html"
+REPORT = folder.REPORT
 
 
 def b64(array: np.ndarray | torch.Tensor, dtype=np.float32) -> str:
@@ -152,10 +153,10 @@ def write_report(run: Run) -> Path:
         *[image_tag(p, p.stem.replace("_", " ")) for p in sorted(out.glob("rate_distortion*.png"))],
         *[image_tag(out / name, caption) for name, caption in FACTOR_FIGURES],
     ])
-    evaluation = run.path / "evaluation.json"
+    evaluation = run.path / folder.EVALUATION
     evaluation_html = (f"<h2>Evaluation</h2><pre>{html.escape(evaluation.read_text())}</pre>"
                        if evaluation.is_file() else "")
-    disentanglement = run.path / "disentanglement.json"
+    disentanglement = run.path / folder.DISENTANGLEMENT
     if disentanglement.is_file():
         scores = json.loads(disentanglement.read_text()).get("scores", {})
         evaluation_html += "<h2>Disentanglement</h2>" + table(list(scores.items()))

@@ -1,11 +1,12 @@
-"""Setting a run up and training it: the configuration (new, or saved and resumed), the folder (locked, checked,
-replaced on request), the data, the processes of a torchrun job, then the trainer. Resume changes are decided here and
-nowhere else."""
+"""Setting a run up and training it: the start (a new run, or a resumed one: resuming.py decides what a resume may
+change and continues from), the folder (locked, checked, replaced on request), the data, the processes of a torchrun
+job, then the trainer."""
 
 from __future__ import annotations
 
 import gc
-import shutil
+import sys
+import uuid
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -13,14 +14,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 
 from .. import data as datalib
-from ..config import Config, from_dict
+from ..config import Config
 from ..errors import BetaVAEError, first_line
-from . import checkpoint, distributed, folder
+from . import distributed, folder
 from .callbacks import Callback
 from .lock import LOCK, run_lock
+from .resuming import Resumed
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
-
-RESUMABLE_CHANGES = ("epochs", "lr", "device", "threads", "precision", "cuda_graphs")
 
 
 def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resume: bool = False,
@@ -34,31 +34,70 @@ def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resum
     resume draws them or not as the run did."""
     run_dir = Path(run_dir)
     if resume:
-        config = resumed_config(run_dir, config)
-    elif not isinstance(config, Config):
-        raise TypeError("a new run needs a Config (betavae.train resolves presets and overrides into one)")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = distributed.device_for(config.device)
+        changes = config.to_dict() if isinstance(config, Config) else dict(config or {})
+        start = Resumed(run_dir, changes, from_best=from_best, data_changed_ok=data_changed_ok, figures=figures)
+    else:
+        start = NewRun(config, overwrite, figures)
+    return train(run_dir, start, data, callbacks, progress, log)
+
+
+class NewRun:
+    """A new run: into an empty folder (made if missing), or replacing the run there when told to."""
+
+    creates_folder = True
+
+    def __init__(self, config: Config, overwrite: bool = False, figures: bool = True):
+        if not isinstance(config, Config):
+            raise TypeError("a new run needs a Config (betavae.train resolves presets and overrides into one)")
+        self.config, self.overwrite, self.figures = config, overwrite, figures
+        self.run_id, self.note = uuid.uuid4().hex, ""
+
+    def check_folder(self, run_dir: Path) -> None:
+        check_new_folder(run_dir, self.overwrite)
+
+    def load(self, run_dir: Path) -> None:
+        """Nothing to continue from."""
+
+    def restore(self, trainer: Trainer) -> None:
+        """Nothing to restore: training starts at step 0."""
+
+    def write(self, run_dir: Path, data: datalib.Data, trainer: Trainer) -> None:
+        """Remove the run being replaced (only now that the new one is known to start), then write config.json."""
+        if self.overwrite:
+            folder.remove_run_files(run_dir)
+        splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
+        folder.write_meta(run_dir, folder.RunMeta(self.config, data.image_shape, datalib.fingerprint(data), splits,
+                                                  self.figures, (list(sys.argv),), self.run_id))
+
+
+def train(run_dir: Path, start: NewRun | Resumed, data: datalib.Data | None, callbacks: Iterable[Callback],
+          progress: bool | None, log: Callable[[str], None] | None) -> Path:
+    """Lock the folder, check it, read what the run continues from, build the trainer, write config.json (every
+    refusal comes before this write), then train. Under torchrun only rank 0 locks and writes, and a refusal on it
+    stops every rank."""
+    if start.config.threads:
+        torch.set_num_threads(start.config.threads)
+    device = distributed.device_for(start.config.device)
     context = distributed.from_environment(device)
-    device = distributed.device_for(config.device, context.local_rank)  # this process's GPU under torchrun
+    device = distributed.device_for(start.config.device, context.local_rank)  # this process's GPU under torchrun
     trainer = None
     try:
         with ExitStack() as held:
             with refusals_shared(context, device):  # a refusal on rank 0 stops every rank, not only rank 0
                 if context.is_main:
-                    held.enter_context(run_lock(run_dir))
+                    held.enter_context(run_lock(run_dir, create=start.creates_folder))
                     remove_stale_temporaries(run_dir)
-                    if not resume:
-                        check_new_folder(run_dir, overwrite)
-            state = resume_state(run_dir, from_best) if resume else None
-            data = data or load_data(config, context)
-            trainer = Trainer(config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
+                    start.check_folder(run_dir)
+            start.load(run_dir)
+            data = data or load_data(start.config, context)
+            trainer = Trainer(start.config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
+            trainer.run_id = start.run_id
+            start.restore(trainer)
             with refusals_shared(context, device):
                 if context.is_main:
-                    prepare_folder(run_dir, config, data, resume, overwrite, data_changed_ok, figures)
-            if state is not None:
-                checkpoint.restore(trainer, state, folder.BEST_CHECKPOINT if from_best else folder.CHECKPOINT)
+                    start.write(run_dir, data, trainer)
+            if start.note:
+                trainer.log(start.note)
             with failures_recorded(run_dir, trainer, context.is_main):
                 trainer.run()
             context.barrier()  # every rank done before any tears down
@@ -92,20 +131,6 @@ def refusals_shared(context: distributed.Context, device: torch.device) -> Itera
         raise refusal or BetaVAEError("rank 0 refused to train this run; see its message")
 
 
-def prepare_folder(run_dir: Path, config: Config, data: datalib.Data, resume: bool, overwrite: bool,
-                   data_changed_ok: bool, figures: bool = True) -> None:
-    """Check a resumed run's data, empty an overwritten run's folder (only now that the new run is known to start),
-    then write config.json."""
-    fingerprint = datalib.fingerprint(data)
-    if resume:
-        check_image_shape(run_dir, config, data.image_shape)
-        check_data(run_dir, config, fingerprint, data_changed_ok)
-    elif overwrite:
-        empty_folder(run_dir)
-    splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
-    folder.save_config(run_dir, config, data.image_shape, fingerprint, figures, splits)
-
-
 @contextmanager
 def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[None]:
     """Training that stops on an error leaves status "failed" with the reason; a full disk or another OS error
@@ -132,77 +157,23 @@ def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[N
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
-    """Temporary files of the trainer's own atomic writes that a killed process left behind (the lock holder is the
-    only process that writes these files; figure commands, which do not lock, write elsewhere)."""
-    for name in (folder.CONFIG, folder.WEIGHTS, folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.METRICS_JSONL,
-                 folder.METRICS_CSV, folder.STATUS):
-        for stale in run_dir.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+    """Temporary files of the run's own atomic writes that a killed process left behind (the lock holder is the only
+    process that writes the trainer's files; figure commands, which do not lock, write other names)."""
+    for entry in run_dir.iterdir():
+        if folder.is_temporary(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def check_new_folder(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to train a new run over an existing one unless told to replace it."""
-    if (run_dir / folder.CONFIG).exists() and not overwrite:
+    """A new run goes into an empty folder, or replaces the run there when told to; a folder holding anything else
+    (a user's files, a run's files without its config.json) is never written into."""
+    holds_run = (run_dir / folder.CONFIG).is_file()
+    if holds_run and not overwrite:
         raise BetaVAEError(f"{run_dir} already holds a run; continue it with: betavae train --resume {run_dir} "
                            "(or replace it with --overwrite, or choose another --name)")
-
-
-def empty_folder(run_dir: Path) -> None:
-    """Everything in the folder but the lock goes (the run being replaced)."""
-    for entry in run_dir.iterdir():
-        if entry.name != LOCK:
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-
-
-def resume_state(run_dir: Path, from_best: bool) -> dict[str, Any] | None:
-    """The checkpoint to continue from; None (start at step 0 with the saved configuration) when the run stopped
-    before its first checkpoint."""
-    if from_best:
-        if not (run_dir / folder.BEST_CHECKPOINT).is_file():
-            raise BetaVAEError(f"{run_dir} has no best checkpoint yet (it is kept from epoch 1 on); resume without "
-                               "--from-best")
-        return folder.load_checkpoint(run_dir, folder.BEST_CHECKPOINT)
-    if not (run_dir / folder.CHECKPOINT).is_file():
-        return None
-    return folder.load_checkpoint(run_dir)
-
-
-def check_image_shape(run_dir: Path, config: Config, image_shape: tuple[int, ...]) -> None:
-    """On resume, refuse images of another size or channel count: the model cannot take them (not even with
-    --data-changed-ok)."""
-    _, saved = folder.read_config_file(run_dir)
-    if tuple(saved) != tuple(image_shape):
-        shape = lambda s: "x".join(str(n) for n in s)  # noqa: E731
-        raise BetaVAEError(f"the images of {config.dataset} are now {shape(image_shape)}, but {run_dir} was trained on "
-                           f"{shape(saved)}; a model cannot change its image size: restore the data, or train a new run")
-
-
-def check_data(run_dir: Path, config: Config, fingerprint: str, changed_ok: bool) -> None:
-    """On resume, refuse data that differ from what the run was trained on (unless told they may)."""
-    saved = folder.read_fingerprint(run_dir)
-    if saved and saved != fingerprint and not changed_ok:
-        raise BetaVAEError(f"the data of {run_dir} ({config.dataset}) changed since the run started; restore them, or "
-                           "continue on the new data with --data-changed-ok")
-
-
-def resumed_config(run_dir: Path, changes: Config | Mapping[str, Any] | None = None) -> Config:
-    """The saved configuration with the requested changes (a Config, or only the fields to change), refusing any
-    change but those a resume allows."""
-    saved, _ = folder.read_config_file(run_dir)
-    if not changes:
-        return saved
-    requested = changes if isinstance(changes, Config) else from_dict(dict(changes), saved)
-    before, after = saved.flat(), requested.flat()
-    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    refused = sorted(changed - set(RESUMABLE_CHANGES))
-    if refused:
-        raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
-                           f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
-    status = folder.read_status(run_dir)
-    done = status["epoch"]
-    if requested.epochs < done:
-        raise BetaVAEError(f"{run_dir} has trained {done} epochs already; --epochs must be at least {done}")
-    if status["state"] == "finished" and requested.epochs == done and changed:
-        raise BetaVAEError(f"{run_dir} has finished its {done} epochs, so changing {', '.join(sorted(changed))} would "
-                           f"train nothing; add --epochs {done + 10} (say) to train further")
-    return saved.replace(**{k: getattr(requested, k) for k in changed})
+    others = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK)
+    if others and not holds_run:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise BetaVAEError(f"{run_dir} holds files but no betavae run (no {folder.CONFIG}; it holds {shown}); a new "
+                           "run goes into an empty folder only (--overwrite replaces runs only): choose another "
+                           "--name")

@@ -7,6 +7,10 @@
     runs/<name>/metrics.jsonl|csv   one record per epoch (epoch 0 = the untrained model)
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
+and, written by the figures, the report and the commands that read a run: figures/, report.html, latents.npz,
+samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES and RUN_FOLDERS list every one of them:
+replacing a run (--overwrite) removes those and nothing else a user put in the folder.
+
 config.json and each metrics record carry `format`, the version of their layout: a reader knows what it holds and
 refuses, in one line, a folder written by a newer betavae; folders written before the field existed are format 0.
 """
@@ -17,9 +21,10 @@ import csv
 import io
 import json
 import platform
-import sys
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -34,70 +39,94 @@ from ..version import __version__
 
 CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
+REPORT, EVALUATION, DISENTANGLEMENT, LATENTS = "report.html", "evaluation.json", "disentanglement.json", "latents.npz"
+FIGURES, SAMPLERS, TENSORBOARD = "figures", "samplers", "tensorboard"
+UDR = "udr.json"
+RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRICS_CSV, STATUS, REPORT, EVALUATION,
+             DISENTANGLEMENT, LATENTS, UDR)
+RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
 FORMAT = 2  # the layout of config.json and of metrics records; 0 = written before the field existed, 1 = flat
 # objective settings
 
 
-def save_config(run_dir: Path, config: Config, image_shape: tuple[int, ...], data_fingerprint: str = "",
-                figures: bool = True, split_fingerprints: dict[str, str] | None = None) -> None:
-    """Write config.json: the resolved configuration, what the objective reads, the data's fingerprint, whether
-    training draws figures (a resume keeps doing as the run did), versions, and every command that trained the run
-    (a resume adds its own to those before it)."""
-    earlier = _read_json(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else {}
-    commands = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
+@dataclass(frozen=True)
+class RunMeta:
+    """What config.json says about a run, read once per Run and per training call and passed down: the resolved
+    configuration, the image shape, the data's fingerprint (and each split's), whether training draws figures (a
+    resume keeps doing as the run did), every command that trained the run, and the run's identity (kept in each of
+    its checkpoints; "" for runs from before it existed)."""
+
+    config: Config
+    image_shape: tuple[int, int, int]
+    data_fingerprint: str = ""
+    split_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    figures: bool = True
+    commands: tuple[list[str], ...] = ()
+    run_id: str = ""
+
+
+def write_meta(run_dir: Path, meta: RunMeta) -> None:
+    """Write config.json: the run's metadata, what the objective reads, and the versions that wrote it."""
     atomic.write_json(run_dir / CONFIG, {
         "format": FORMAT,
-        "config": config.to_dict(),
-        "objective": {"name": config.objective, **config.settings, "loss": config.build_objective().describe()},
-        "image_shape": list(image_shape),
-        "data_fingerprint": data_fingerprint,
-        "split_fingerprints": split_fingerprints or {},
-        "figures": figures,
+        "config": meta.config.to_dict(),
+        "objective": {"name": meta.config.objective, **meta.config.settings,
+                      "loss": meta.config.build_objective().describe()},
+        "image_shape": list(meta.image_shape),
+        "data_fingerprint": meta.data_fingerprint,
+        "split_fingerprints": dict(meta.split_fingerprints),
+        "figures": meta.figures,
         "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "commands": [*commands, sys.argv],
+        "commands": list(meta.commands),
+        "run_id": meta.run_id,
     })
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def read_figures(run_dir: str | Path) -> bool:
-    """Whether the run was trained with figures (runs from before the field: yes)."""
-    path = Path(run_dir) / CONFIG
-    return bool(_read_json(path).get("figures", True)) if path.is_file() else True
-
-
-def read_fingerprint(run_dir: Path) -> str:
-    """The fingerprint of the data the run was trained on ("" for runs that did not record one)."""
-    return _read_json(run_dir / CONFIG).get("data_fingerprint", "")
-
-
-def read_split_fingerprint(run_dir: Path, split: str) -> str:
-    """The fingerprint of one split of the data the run was trained on ("" when not recorded)."""
-    recorded = _read_json(run_dir / CONFIG).get("split_fingerprints", {})
-    return recorded.get(split, "") if isinstance(recorded, dict) else ""
-
-
-def read_config_file(run_dir: str | Path) -> tuple[Config, tuple[int, int, int]]:
-    """The configuration and image shape a run was made with, from its config.json."""
+def read_meta(run_dir: str | Path) -> RunMeta:
+    """The run's metadata from its config.json (the one reader of that file), or one line naming what is wrong."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
     path = run_dir / CONFIG
     try:
-        meta = json.loads(path.read_text())
-        check_format(meta.get("format", 0), path)
-        return from_saved(meta["config"], meta.get("format", 0)), tuple(meta["image_shape"])
+        saved = json.loads(path.read_text())
+        check_format(saved.get("format", 0), path)
+        return RunMeta(from_saved(saved["config"], saved.get("format", 0)), _image_shape(saved["image_shape"]),
+                       _typed(saved, "data_fingerprint", str, ""), _fingerprints(saved.get("split_fingerprints", {})),
+                       _typed(saved, "figures", bool, True), _commands(saved), _typed(saved, "run_id", str, ""))
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
-        raise BetaVAEError(f"{path} is corrupt ({error}); restore it or train again") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as error:
+        raise BetaVAEError(f"{path} is corrupt ({first_line(error, 120)}); restore it or train again") from None
     except OSError as error:
         raise BetaVAEError(f"{path} cannot be read ({error.strerror}); check the run folder") from None
+
+
+def _typed(saved: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = saved.get(key, default)
+    if not isinstance(value, kind):
+        raise TypeError(f"{key} is not a {kind.__name__}")
+    return value
+
+
+def _image_shape(value: Any) -> tuple[int, int, int]:
+    if not (isinstance(value, list) and len(value) == 3 and all(type(n) is int and n > 0 for n in value)):
+        raise TypeError("image_shape is not three positive integers")
+    return tuple(value)
+
+
+def _fingerprints(value: Any) -> dict[str, str]:
+    if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+        raise TypeError("split_fingerprints is not a table of fingerprints")
+    return value
+
+
+def _commands(saved: dict[str, Any]) -> tuple[list[str], ...]:
+    """Every command that trained the run (runs before the history existed kept their first as "command")."""
+    commands = saved.get("commands", [saved["command"]] if "command" in saved else [])
+    if not (isinstance(commands, list) and all(isinstance(c, list) for c in commands)):
+        raise TypeError("commands is not a list of command lines")
+    return tuple(commands)
 
 
 def check_format(version: Any, path: Path) -> None:
@@ -119,8 +148,8 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     try:
         state = load_safetensors_bytes(weights.read_bytes())
     except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again with: "
-                           f"betavae train --resume {run_dir}") from None
+        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again from the run's "
+                           f"checkpoint with: betavae train --resume {run_dir}") from None
     except (SafetensorError, ValueError, OSError) as error:
         raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({error})") from None
     try:
@@ -189,8 +218,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            raise BetaVAEError(f"{path} is damaged at line {number}; restore it, or delete that line and the ones "
-                               "after it and resume the run") from None
+            raise BetaVAEError(f"{path} is damaged at line {number}; restore it from a backup, or write that line "
+                               f"again from the same epoch's row of {METRICS_CSV}, which holds the same numbers") from None
         check_format(records[-1].get("format", 0), path)
     return records
 
@@ -199,8 +228,34 @@ def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: st
     atomic.write_json(run_dir / STATUS, {"state": state, "epoch": epoch, "epochs": epochs, "message": message})
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's state and last completed epoch; "unknown" when status.json is missing or unreadable."""
     unknown = {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
     status = _read_json(Path(run_dir) / STATUS)
     return {**unknown, **status} if isinstance(status, dict) and isinstance(status.get("state"), str) else unknown
+
+
+def trained_epochs(status: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    """The last epoch the run completed, by its status or its metrics, whichever says more (0: none trained)."""
+    epochs = [status.get("epoch"), *(record.get("epoch") for record in records)]
+    return max([0, *(e for e in epochs if isinstance(e, int) and not isinstance(e, bool))])
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is that of an atomic write of one of the run's files (.<name>.<random>.tmp)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in RUN_FILES)
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """Remove what a run wrote into its folder (RUN_FILES, RUN_FOLDERS and their temporaries) and nothing else a user
+    put there; a symbolic link among them is removed, never followed."""
+    for entry in run_dir.iterdir():
+        if entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()

@@ -1,8 +1,14 @@
-"""One writer per run folder: an OS file lock on RUN/.lock, held while a process trains the run. The OS releases it
-when that process ends, however it ends (kill -9 included), so a dead run never leaves a stale lock behind."""
+"""One writer per run folder: an OS lock (flock) on the run folder itself, held while a process trains the run. The OS
+releases it when that process ends, however it ends (kill -9 included), so a dead run never leaves a stale lock
+behind, and no file a user can delete holds it: RUN/.lock, there only while the lock is held, names the holder's
+process for the refusal message.
+
+The run folder must be a real folder: a symbolic link is refused, so that training (and --overwrite) never writes or
+deletes outside the runs folder."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from contextlib import contextmanager
@@ -11,27 +17,82 @@ from typing import Iterator
 
 from ..errors import BetaVAEError
 
-LOCK = ".lock"
+LOCK = ".lock"  # the holder's process id (informative only; the lock is on the folder)
 
 
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock for the duration, or refuse at once, naming the process that holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stream = open(run_dir / LOCK, "a+")
+def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
+    """Hold the run folder's lock for the duration, or refuse at once, naming the process that holds it. With
+    create=True a missing folder is made; when this call made it and the body refuses before writing anything, the
+    folder goes again (a refused command leaves no trace)."""
+    created = create and make_folder(run_dir)
+    descriptor = open_folder(run_dir)
     try:
-        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        stream.seek(0)
-        holder = stream.read().strip() or "unknown"
-        stream.close()
-        raise BetaVAEError(f"{run_dir} is being trained by process {holder}; wait for it to end (or stop it: "
-                           f"kill {holder}), then run the command again") from None
-    try:
-        stream.seek(0)
-        stream.truncate()
-        stream.write(str(os.getpid()))
-        stream.flush()
-        yield
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = read_holder(run_dir)
+            raise BetaVAEError(f"{run_dir} is being trained by process {holder}; wait for it to end (or stop it: "
+                               f"kill {holder}), then run the command again") from None
+        write_holder(run_dir)
+        try:
+            yield
+        finally:
+            (run_dir / LOCK).unlink(missing_ok=True)  # before the lock is released: never another holder's name
+            if created:
+                remove_if_empty(run_dir)
     finally:
-        stream.close()  # closing the file releases the lock
+        os.close(descriptor)  # closing the folder releases the lock
+
+
+def make_folder(run_dir: Path) -> bool:
+    """Make the run folder (and the runs folder above it); whether it was made now. An OS refusal (a name too long,
+    a file in the way) is one line."""
+    try:
+        run_dir.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise BetaVAEError(f"cannot make the run folder {run_dir} ({error.strerror}); choose another --name or "
+                           "--runs") from None
+
+
+def open_folder(run_dir: Path) -> int:
+    """A descriptor of the run folder itself, never of what a symbolic link points to."""
+    try:
+        return os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        if run_dir.is_symlink():
+            raise BetaVAEError(f"{run_dir} is a symbolic link; a run folder must be a real folder, so that training "
+                               "never writes or deletes outside it: choose another --name (or train into the link's "
+                               "target by its own path)") from None
+        if error.errno == errno.ENOENT:
+            raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under "
+                               "runs/<name>)") from None
+        raise BetaVAEError(f"{run_dir} cannot be used as a run folder ({error.strerror}); check the path") from None
+
+
+def read_holder(run_dir: Path) -> str:
+    try:
+        return (run_dir / LOCK).read_text().strip() or "unknown"
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+
+
+def write_holder(run_dir: Path) -> None:
+    """Name this process in RUN/.lock (never through a symbolic link put in its place)."""
+    try:
+        descriptor = os.open(run_dir / LOCK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        return  # only informative: the lock itself is held
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(str(os.getpid()))
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a folder this call made when nothing was written into it (the command was refused)."""
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: the run was written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import folder
 from .callbacks import EpochEnd
 
 
@@ -23,7 +24,7 @@ class TensorBoardLog:
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(end.run_dir / "tensorboard"))
+            self.writer = SummaryWriter(log_dir=str(end.run_dir / folder.TENSORBOARD))
         for split in ("train", "val"):
             for key, value in end.record.get(split, {}).items():
                 if isinstance(value, (int, float)):

@@ -91,6 +91,7 @@ class Trainer:
         self.trained_seconds = 0.0  # training time of the finished epochs (the time budget counts this)
         self.clock = 0.0  # training seconds so far as all ranks agree on them (the slowest rank's)
         self.out_of_time = False
+        self.run_id = ""  # the run's identity (config.json), kept in each checkpoint; fit sets it
         self.records: list[dict[str, Any]] = []
         self.partial: dict[str, Any] | None = None  # the epoch in progress: permutation, position, running totals
         self.stops = StopRequests()

@@ -1,0 +1,110 @@
+"""A user's files are sacred: training never follows a symbolic link out of the runs folder, --overwrite replaces a run
+and only the run's own files, a trained run without its checkpoint is never trained anew over its results, and the
+folder's lock holds although its .lock file is deleted."""
+
+import pytest
+
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.evaluation import evaluate, factors
+from betavae.pictures import report, run_figures
+from betavae.training import fit, folder
+from betavae.training.lock import LOCK, run_lock
+
+TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
+quiet = dict(log=lambda line: None)
+
+
+def user_files(root):
+    """A user's folder: a file and a subfolder with a file."""
+    (root / "sub").mkdir(parents=True)
+    (root / "thesis.txt").write_text("years of work")
+    (root / "sub" / "photo.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def contents(root):
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+def test_training_never_follows_a_symlinked_run_folder(tmp_path, data):
+    precious = user_files(tmp_path / "precious")
+    before = contents(precious)
+    (tmp_path / "runs").mkdir()
+    link = tmp_path / "runs" / "sym"
+    link.symlink_to(precious)
+    for overwrite in (True, False):
+        with pytest.raises(BetaVAEError, match="is a symbolic link"):
+            fit(TINY, link, overwrite=overwrite, data=data, **quiet)
+    assert contents(precious) == before  # nothing deleted, nothing written
+
+
+def test_a_symlinked_run_folder_is_refused_even_when_it_points_at_a_run(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "real", data=data, **quiet)
+    before = contents(run_dir)
+    (tmp_path / "link").symlink_to(run_dir)
+    with pytest.raises(BetaVAEError, match="is a symbolic link"):
+        fit(TINY, tmp_path / "link", overwrite=True, data=data, **quiet)
+    with pytest.raises(BetaVAEError, match="is a symbolic link"):
+        fit({"epochs": 2}, tmp_path / "link", resume=True, data=data, **quiet)
+    assert contents(run_dir) == before
+
+
+def test_overwrite_refuses_a_folder_that_holds_no_run(tmp_path, data):
+    user_dir = user_files(tmp_path / "userdir")
+    before = contents(user_dir)
+    for overwrite in (True, False):  # a new run is not written into a user's folder either
+        with pytest.raises(BetaVAEError, match="holds files but no betavae run"):
+            fit(TINY, user_dir, overwrite=overwrite, data=data, **quiet)
+    assert contents(user_dir) == before
+
+
+def test_overwrite_removes_the_runs_own_files_and_nothing_else(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
+    user_files(run_dir / "mine")
+    (run_dir / "notes.txt").write_text("my notes about this run")
+    (run_dir / folder.EVALUATION).write_text("{}")  # as `betavae evaluate` leaves it
+    users = {k: v for k, v in contents(run_dir).items() if k.startswith("mine") or k == "notes.txt"}
+    old_weights = (run_dir / folder.WEIGHTS).read_bytes()
+    fit(TINY.replace(seed=8), run_dir, overwrite=True, data=data, **quiet)  # no figures this time
+    after = contents(run_dir)
+    assert {k: v for k, v in after.items() if k in users} == users  # the user's files, untouched
+    assert not (run_dir / folder.FIGURES).exists() and not (run_dir / folder.SAMPLERS).exists()
+    assert not (run_dir / folder.EVALUATION).exists() and not (run_dir / folder.REPORT).exists()
+    assert (run_dir / folder.WEIGHTS).read_bytes() != old_weights  # the new run's
+
+
+def test_every_file_a_run_writes_is_in_the_folders_list(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
+    written = {entry.name for entry in run_dir.iterdir()} - {LOCK}
+    assert {folder.FIGURES, folder.SAMPLERS, folder.REPORT, folder.LATENTS} <= written  # figures, report, samplers
+    assert written <= set(folder.RUN_FILES) | set(folder.RUN_FOLDERS)
+    # the names other modules write under are the folder module's
+    assert {report.REPORT, evaluate.EVALUATION, factors.RESULT, run_figures.LATENTS} <= set(folder.RUN_FILES)
+
+
+def test_a_trained_run_without_its_checkpoint_is_not_trained_anew(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    (run_dir / folder.CHECKPOINT).unlink()
+    kept = {name: (run_dir / name).read_bytes() for name in (folder.WEIGHTS, folder.BEST_CHECKPOINT,
+                                                             folder.METRICS_JSONL)}
+    with pytest.raises(BetaVAEError, match=r"has trained 1 epoch\(s\) but its checkpoint.pt is missing.*--from-best"):
+        fit({"epochs": 2}, run_dir, resume=True, data=data, **quiet)
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    fit({"epochs": 2}, run_dir, resume=True, from_best=True, data=data, **quiet)  # the advice works
+    assert folder.read_status(run_dir)["epoch"] == 2
+    (run_dir / folder.CHECKPOINT).unlink()
+    (run_dir / folder.BEST_CHECKPOINT).unlink()
+    with pytest.raises(BetaVAEError, match="restore checkpoint.pt from a backup, or train a new run"):
+        fit({"epochs": 3}, run_dir, resume=True, data=data, **quiet)
+    assert [r["epoch"] for r in folder.read_metrics(run_dir)] == [0, 1, 2]
+
+
+def test_the_lock_holds_when_its_file_is_deleted(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    before = contents(run_dir)
+    with run_lock(run_dir):
+        (run_dir / LOCK).unlink()  # a user tidying up while the run trains
+        with pytest.raises(BetaVAEError, match="is being trained by process"):
+            fit(TINY, run_dir, overwrite=True, data=data, **quiet)
+    assert {k: v for k, v in contents(run_dir).items() if k != LOCK} == {k: v for k, v in before.items() if k != LOCK}
