@@ -88,11 +88,14 @@ def test_traversal_rows_are_ordered_by_kl(run_dir):
     assert sweep.shape == (5, 1, *SIZE) and not torch.allclose(sweep[0], sweep[-1])
 
 
-def test_samples_use_fixed_noise(run_dir):
-    model = runs.load(run_dir)
-    noise = torch.randn(6, 3)
-    assert np.array_equal(np.asarray(draw.sample_grid(model, noise, 3)), np.asarray(draw.sample_grid(model, noise, 3)))
-    drawn = np.asarray(draw.sample_grid(model, noise, 3, draw=True))
+def test_training_decodes_the_same_fixed_noise_at_every_epoch(run_dir):
+    """The samples of the last epoch are the decodings of the noise drawn once from the run's seed (fresh noise per
+    epoch would make the per-epoch pictures incomparable)."""
+    run = runs.Run.open(run_dir)
+    noise = torch.randn(run_figures.N_SAMPLES, 3, generator=torch.Generator().manual_seed(run.config.seed + 2))
+    expected = draw.sample_grid(run.model, noise, caption="epoch 2: z ~ N(0,I), Bernoulli means")
+    assert np.array_equal(png(run.figure_dir / "samples" / "epoch_002.png"), np.asarray(expected.convert("L")))
+    drawn = np.asarray(draw.sample_grid(run.model, noise[:6], 3, draw=True))
     assert set(np.unique(drawn)) <= {0, 255}
 
 
