@@ -14,7 +14,7 @@ from betavae.errors import BetaVAEError
 from betavae.model.objectives import (AdaGVAELoss, FactorVAELoss, aggregate_posterior_terms, build, dip_covariance,
                                       dip_penalty, gaussian_kl, importance_log_weights, pair_kl, permute_dimensions,
                                       shared_dimensions)
-from betavae.training import fit, folder
+from betavae.training import fit, folder, resume
 
 from .test_training import TINY, assert_same_weights
 
@@ -213,7 +213,7 @@ def test_each_objective_trains_logs_its_estimates_and_resumes_exactly(tmp_path, 
     config = TINY.replace(objective=objective, tc_weight=2.0)
     straight = fit(config, tmp_path / "straight", data=data, log=lambda line: None)
     split = fit(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
-    fit(config, split, resume=True, data=data, log=lambda line: None)
+    resume(split, {"epochs": config.epochs}, data=data, log=lambda line: None)
     assert_same_weights(straight, split)
     last = folder.read_metrics(straight)[-1]
     assert math.isfinite(last["train"]["loss"]) and last["val"]["recon"] < 12 * 12 * math.log(2)

@@ -22,7 +22,7 @@ from .config import Config
 from .errors import BetaVAEError
 from .model.objectives import OBJECTIVES
 from .runs import Run
-from .training import folder
+from .training import folder, resume
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
 SWEEPABLE = ("beta", "gamma")
@@ -59,14 +59,17 @@ def points(parameter: str, values: Iterable[float], seeds: Iterable[int]) -> lis
 
 def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False) -> str:
     """Train one point (or resume it, or skip it when finished); returns its run folder. Importable by workers."""
-    from .api import train
+    from .api import default_callbacks, train
 
     run_dir = Path(sweep_dir) / point.name
     if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    resume = (run_dir / folder.CONFIG).is_file()  # started before, with or without a checkpoint
     config = base.replace(**{point.parameter: point.value, "seed": point.seed})
-    train(config, run_dir, resume=resume, figures=figures, report=False, tensorboard_log=False, progress=False)
+    if not (run_dir / folder.CONFIG).is_file():
+        train(config, run_dir, figures=figures, report=False, tensorboard_log=False, progress=False)
+    else:  # started before: continued, and refused if its settings changed but for those a resume may change
+        resume(run_dir, config.to_dict(), callbacks=default_callbacks(figures, report=False, tensorboard_log=False),
+               figures=figures, progress=False)
     return str(run_dir)
 
 
