@@ -22,12 +22,12 @@ import torch
 
 from betavae import config as configlib, data as datalib
 from betavae.data import dataset, dsprites
-from betavae.model import networks, objectives
+from betavae.model import networks
 
 
 def images_per_second(images: torch.Tensor | datalib.PackedImages, model: networks.VAE, steps: int = 200, batch: int = 64,
                       bf16: bool = False) -> float:
-    objective = objectives.build(configlib.preset("dsprites"))
+    objective = configlib.preset("dsprites").build_objective()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     order = torch.randperm(len(images))[: steps * batch].split(batch)
     start = time.perf_counter()

@@ -35,7 +35,7 @@ def fit_seconds(run: Run) -> tuple[float, int]:
     """Seconds to fit the default mixture on the codes of (at most) 50,000 training images."""
     codes = run.training_codes.samples
     start = time.perf_counter()
-    samplers.fit_sampler("gmm", codes, seed=run.config.seed)
+    samplers.get("gmm").fit(codes, seed=run.config.seed)
     return time.perf_counter() - start, len(codes)
 
 
@@ -59,7 +59,7 @@ def report(path: str, n: int) -> None:
         accuracy = by_kind["class"]["label_accuracy"]
         print("  class samples classified as the asked digit: " +
               " ".join(f"{y}:{a:.3f}" for y, a in accuracy.items()) + f"  (min {min(accuracy.values()):.3f})")
-    print(f"  fitting the default mixture ({samplers.DEFAULT_COMPONENTS['gmm']} full-covariance components) on "
+    print(f"  fitting the default mixture ({samplers.get('gmm').default_components} full-covariance components) on "
           f"{points:,} posterior draws: {seconds:.1f} s")
 
 
@@ -71,9 +71,10 @@ def compare_class_components(path: str, counts: list[int], n: int = 5000) -> Non
     means, _, labels = run.training_codes
     for count in counts:
         start = time.perf_counter()
-        sampler = samplers.fit_sampler("class", means, labels, count, seed=run.config.seed)
+        sampler = samplers.get("class").fit(means, labels, count, seed=run.config.seed)
         seconds = time.perf_counter() - start
-        z, asked = sampler.draw_per_label(n, torch.Generator().manual_seed(11))
+        draw = sampler.grid(n, torch.Generator().manual_seed(11))  # a share of n for each label
+        z, asked = draw.z, draw.labels
         with torch.no_grad():
             _, probabilities = features_and_probabilities(classifier, torch.sigmoid(run.model.decode(z)))
         hits = probabilities.argmax(1) == asked
@@ -93,7 +94,7 @@ def compare_fits(paths: list[str], n: int = 10_000) -> None:
         codes = run.training_codes
         for fitted_to, points in (("draws", codes.samples), ("means", codes.means)):
             for count in (10, 20, 40):
-                sampler = samplers.fit_sampler("gmm", points, components=count, seed=run.config.seed)
+                sampler = samplers.get("gmm").fit(points, components=count, seed=run.config.seed)
                 with torch.no_grad():
                     z = sampler.draw(n, torch.Generator().manual_seed(11))
                     fake, _ = features_and_probabilities(classifier, torch.sigmoid(run.model.decode(z)))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from betavae.data import dsprites
-from betavae.model.objectives import aggregate_posterior_terms, gaussian_log_density, log_density_matrix
+from betavae.model.objectives.btcvae import aggregate_posterior_terms, gaussian_log_density, log_density_matrix
 from betavae.runs import Run
 
 BATCHES = (64, 256, 1024)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 import betavae
 from betavae import data as datalib
 from betavae.model.likelihood import elbo_terms
-from betavae.model.objectives import BetaVAELoss
+from betavae.model.objectives import negative_elbo
 from betavae.training import fit
 
 from training import ExamplesVAE, TensorImages  # bench/training.py, beside this file
@@ -85,7 +85,7 @@ def ours(data: datalib.Data, budget: float, args) -> tuple[float, float, int, fl
         records = betavae.Run.open(run).metrics
         seconds = sum(r["train_seconds"] for r in records)
         model = betavae.load(run)
-        score = elbo_terms(model, data.test, BetaVAELoss(1.0), "binary", seed=7)["neg_elbo"]
+        score = elbo_terms(model, data.test, negative_elbo(), "binary", seed=7)["neg_elbo"]
     images = records[-1]["step"] * args.batch_size
     return score, seconds, records[-1]["epoch"], images / seconds
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import betavae
 from betavae import data as datalib
-from betavae.model import objectives
+from betavae.model.objectives import negative_elbo
 from betavae.model.likelihood import elbo_terms
 from betavae.training import Trainer, fit
 
@@ -105,7 +105,7 @@ def quality(epochs: int, val_sizes: list[int]) -> None:
                 run = fit(config, Path(tmp) / "run", data=data, progress=False, log=lambda line: None)
                 seconds = time.perf_counter() - start
                 model = betavae.load(run)
-                scores = [elbo_terms(model, data.test, objectives.BetaVAELoss(1.0), "grey", seed=s)["neg_elbo"]
+                scores = [elbo_terms(model, data.test, negative_elbo(), "grey", seed=s)["neg_elbo"]
                           for s in range(5)]
             print(f"  {len(data.train)} training images, {name:42s} {statistics.mean(scores):7.2f} +- "
                   f"{statistics.stdev(scores):.2f} nats/image ({seconds:.0f} s)")

@@ -33,9 +33,19 @@ def data() -> Data:
     return synthetic_data()
 
 
+@pytest.fixture
+def npz(tmp_path):
+    """A user's own data set: 200 synthetic 12x12 images with labels, as an .npz file."""
+    x, y = synthetic_images(200, (12, 12))
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    return tmp_path / "d.npz"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Never read or write the user's real cache, and never see a BETAVAE_DATA from the environment."""
+    """Never read or write the user's real cache, never see a BETAVAE_DATA from the environment, and run from a
+    temporary folder, so that a default `runs/` is made there and never in the checkout."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("BETAVAE_DATA", raising=False)
     torch.set_num_threads(1)

@@ -3,7 +3,6 @@
 import inspect
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,16 +13,8 @@ from betavae.config import DEFAULT_PRESET, preset
 from betavae.training import folder
 from betavae.training.resuming import RESUMABLE_CHANGES
 
-from .conftest import synthetic_images
 
 SETTINGS = {"hidden": "16", "latent_dim": "2", "batch_size": "32", "epochs": "1", "val_size": "40"}
-
-
-@pytest.fixture
-def npz(tmp_path):
-    x, y = synthetic_images(200, (12, 12))
-    np.savez(tmp_path / "d.npz", images=x, labels=y)
-    return tmp_path / "d.npz"
 
 
 def test_api_and_cli_train_the_same_run(npz, tmp_path):
@@ -35,7 +26,7 @@ def test_api_and_cli_train_the_same_run(npz, tmp_path):
     betavae.train(config, name="api", runs=tmp_path, progress=False, log=lambda line: None)
     saved = [json.loads((tmp_path / name / folder.CONFIG).read_text()) for name in ("cli", "api")]
     assert saved[0]["config"] == saved[1]["config"]
-    assert saved[0]["config"]["lr_schedule"] == "cosine"  # the default preset, not Config()'s defaults
+    assert saved[0]["config"]["lr_schedule"] == "cosine"  # the default preset, not Config.of()'s defaults
     weights = [load_file(tmp_path / name / folder.WEIGHTS) for name in ("cli", "api")]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     for name in ("cli", "api"):  # the same callbacks: figures and report

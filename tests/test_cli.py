@@ -9,16 +9,9 @@ from betavae.training import folder
 from .conftest import synthetic_images
 
 
-@pytest.fixture
-def npz(tmp_path):
-    x, y = synthetic_images(200, (12, 12))
-    np.savez(tmp_path / "d.npz", images=x, labels=y)
-    return tmp_path / "d.npz"
-
-
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--beta", "-1"], "beta must be at least 0"),
-    (["train", "--latent-dim", "0"], "latent_dim must be at least 1"),
+    (["train", "--beta", "-1"], "beta must be a finite number >= 0"),
+    (["train", "--latent-dim", "0"], "latent_dim must be from 1 to 4096"),
     (["train", "--arch", "resnet"], "unknown arch 'resnet'"),
     (["train", "--epochs", "x"], "epochs got 'x'"),
     (["train", "--resume", "/nonexistent/run"], "does not exist"),
@@ -29,8 +22,12 @@ def npz(tmp_path):
     (["train", "--dataset", "dsprites", "--data-dir", "/nonexistent"], "does not exist; pass --data-dir"),
     (["train", "--cuda-graphs", "flase"], "not a valid boolean (true or false); fix --cuda-graphs"),
     (["fetch", "nonsense"], "unknown dataset 'nonsense'"),
-    (["sweep", "--beta", "1,4", "--preset", "capacity"], "the capacity objective ignores beta"),
-    (["sweep", "--gamma", "10,100"], "the beta objective ignores gamma"),
+    (["sweep", "--beta", "1,4", "--preset", "capacity"], "the capacity objective has no setting beta"),
+    (["sweep", "--vary", "gamma=10,100"], "the beta objective has no setting gamma"),
+    (["sweep", "--beta", "1,4", "--preset", "dipvae"], "the dipvae objective has no setting beta"),
+    (["sweep", "--vary", "gamma"], "--vary takes NAME=V1,V2"),
+    (["sweep", "--seeds", "0"], "say what the sweep varies"),
+    (["train", "--objective", "dipvae", "--gamma", "3"], "the dipvae objective has no setting gamma"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     assert cli.main(argv) == 1
@@ -63,14 +60,15 @@ def test_fetch_dsprites_goes_through_the_registry(monkeypatch, capsys):
 
 
 def test_sweep_varies_gamma_for_the_capacity_objective(npz, tmp_path, capsys):
-    argv = ["sweep", "--gamma", "1,200", "--preset", "capacity", "--capacity-max", "3", "--capacity-steps", "5",
+    argv = ["sweep", "--vary", "gamma=1,200", "--preset", "capacity", "--capacity-max", "3", "--capacity-steps", "5",
             "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2", "--epochs", "1",
             "--runs", str(tmp_path), "--name", "g"]
     assert cli.main(argv) == 0
     rows = (tmp_path / "g" / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("gamma,seed") and len(rows) == 3
     configs = [folder.read_meta(tmp_path / "g" / f"gamma-{g}-seed-0").config for g in (1, 200)]
-    assert [c.gamma for c in configs] == [1.0, 200.0] and configs[0].beta == configs[1].beta
+    assert [c.settings["gamma"] for c in configs] == [1.0, 200.0]
+    assert configs[0].settings["capacity_max"] == configs[1].settings["capacity_max"] == 3.0
 
 
 def test_resume_remembers_no_figures_unless_told_to_draw(npz, tmp_path):
@@ -81,3 +79,23 @@ def test_resume_remembers_no_figures_unless_told_to_draw(npz, tmp_path):
     assert cli.main(["train", "--resume", str(tmp_path / "r"), "--epochs", "3", "--figures"]) == 0
     assert list((tmp_path / "r").rglob("*.png"))
     assert folder.read_meta(tmp_path / "r").figures
+
+
+def test_sweep_varies_any_setting_and_field_as_a_grid(npz, tmp_path, capsys):
+    argv = ["sweep", "--preset", "dipvae", "--vary", "lambda_od=1,2", "--vary", "latent-dim=2,3", "--dataset", str(npz),
+            "--val-size", "40", "--hidden", "16", "--channels", "4", "--arch", "mlp", "--epochs", "1",
+            "--runs", str(tmp_path), "--name", "grid"]
+    assert cli.main(argv) == 0
+    rows = (tmp_path / "grid" / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("lambda_od,latent_dim,seed") and len(rows) == 5
+    run = tmp_path / "grid" / "lambda_od-2_latent_dim-3-seed-0"
+    config = folder.read_meta(run).config
+    assert config.settings["lambda_od"] == 2.0 and config.latent_dim == 3
+
+
+def test_help_shows_each_objectives_settings_apart_and_defaults_as_typed(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--objective factorvae: FactorVAE (Kim and Mnih 2018): --gamma: the weight of the total correlation" in out
+    assert "(default 35.0)" in out and "--hidden N,N (default 400)" in out and "(400,)" not in out

@@ -52,10 +52,10 @@ def test_cuda_graphs_can_be_turned_off(tmp_path, data, monkeypatch):
 
 
 def test_a_tensor_step_gives_the_same_schedule_as_an_int():
-    loss = objectives.CapacityLoss(gamma=10.0, c_min=1.0, c_max=5.0, c_steps=8)
+    loss = objectives.CapacityLoss.with_settings(gamma=10.0, capacity_min=1.0, capacity_max=5.0, capacity_steps=8)
     for step in (0, 3, 8, 20):
         assert float(loss.capacity(torch.tensor(float(step)))) == pytest.approx(loss.capacity(step))
-    warm = objectives.BetaVAELoss(beta=4.0, warmup_steps=10, start=16.0)
+    warm = objectives.BetaVAELoss.with_settings(beta=4.0, beta_warmup_steps=10, beta_start=16.0)
     assert float(warm.kl_weight(torch.tensor(5.0))) == pytest.approx(warm.kl_weight(5)) == 10.0
 
 
@@ -69,7 +69,7 @@ def test_graph_replays_give_eager_gradients():
     def loss_terms(index, step):
         fit = model(inputs[index]).pow(2).mean()
         weight = objectives.linear_anneal(0.0, 2.0, step, 10)
-        return objectives.Terms(fit * (1 + weight), fit, fit, fit.reshape(1), weight)
+        return objectives.Terms(fit * (1 + weight), fit, fit, fit.reshape(1))
 
     graphed = GraphedGradients(loss_terms, list(model.parameters()), 16, device)
     for step, size in [(0, 16), (3, 16), (12, 16), (5, 7), (6, 16)]:

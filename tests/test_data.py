@@ -246,6 +246,117 @@ def test_png_folder_with_classes(tmp_path):
         images.read_png_folder(tmp_path)
 
 
+def png_folder(tmp_path, *pictures) -> list:
+    """Save Pillow images as 0.png, 1.png, ... in a fresh folder; read them back as the training images."""
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, picture in enumerate(pictures):
+        picture.save(folder / f"{i}.png")
+    raw = images.read_png_folder(folder, log=lambda line: None)
+    everything = np.concatenate([raw.train_images, raw.test_images])
+    order = np.random.default_rng(0).permutation(len(pictures))  # the reader's fixed shuffle, undone
+    return [everything[np.flatnonzero(order == i)[0]] for i in range(len(pictures))]
+
+
+def digit(size: int = 8) -> np.ndarray:
+    """A stroke's coverage (0 to 255): a bar with soft edges."""
+    coverage = np.zeros((size, size), np.uint8)
+    coverage[2:6, 3] = 128
+    coverage[2:6, 4] = 255
+    return coverage
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    levels = np.array([[0, 257, 32896, 65535]] * 4, np.uint16)  # 0, 1, 128, 255 in 8 bits
+    picture = Image.fromarray(levels)
+    assert picture.mode.startswith("I")
+    grey, = png_folder(tmp_path, picture, picture)[:1]
+    assert grey[0].tolist() == [0, 1, 128, 255]
+
+
+def test_ink_drawn_in_alpha_over_transparency_reads_as_white_on_black(tmp_path):
+    from PIL import Image
+
+    coverage = digit()
+    black_ink_la = np.stack([np.zeros_like(coverage), coverage], -1)  # grey 0 everywhere: the digit is the alpha
+    red_ink_rgba = np.dstack([np.full_like(coverage, 200), np.zeros_like(coverage), np.zeros_like(coverage), coverage])
+    white_ink_rgba = np.dstack([np.full((8, 8, 3), 255, np.uint8), coverage])
+    read = png_folder(tmp_path, Image.fromarray(black_ink_la, "LA"), Image.fromarray(red_ink_rgba, "RGBA"),
+                      Image.fromarray(white_ink_rgba, "RGBA"))
+    for grey in read:
+        np.testing.assert_array_equal(grey, coverage)
+
+
+def test_a_picture_with_transparency_is_composited_over_black(tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = np.arange(8) * 30  # red ramp: colour content, not one ink
+    rgba[..., 3] = 255
+    rgba[:, :2, 3] = 0  # two transparent columns
+    rgba[:, 2, 3] = 128  # one half transparent
+    grey, _ = png_folder(tmp_path, Image.fromarray(rgba, "RGBA"), Image.fromarray(rgba, "RGBA"))
+    luma = np.asarray(Image.fromarray(rgba[..., :3]).convert("L")).astype(int)
+    assert (grey[:, :2] == 0).all()
+    assert np.abs(grey[:, 2].astype(int) - luma[:, 2] // 2).max() <= 1
+    np.testing.assert_array_equal(grey[:, 3:], luma[:, 3:])
+
+
+def test_palette_images_are_read_through_their_palette_and_transparency(tmp_path):
+    from PIL import Image
+
+    indices = np.zeros((8, 8), np.uint8)
+    indices[2:6, 2:6] = 1
+    plain = Image.fromarray(indices, "P")
+    plain.putpalette([10, 10, 10, 250, 250, 250])
+    inked = Image.fromarray(indices, "P")
+    inked.putpalette([0, 0, 0, 0, 0, 0])  # black ink ...
+    inked.info["transparency"] = 0  # ... over a transparent background
+    read_plain, read_inked = png_folder(tmp_path, plain, inked)
+    assert set(read_plain[indices == 0]) == {10} and set(read_plain[indices == 1]) == {250}
+    np.testing.assert_array_equal(read_inked, indices * 255)
+
+
+def test_unreadable_images_are_one_line_naming_the_file(tmp_path):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.png")
+    whole = (folder / "a.png").read_bytes()
+    (folder / "b.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(BetaVAEError, match=r"b\.png is not a readable image"):
+        images.read_png_folder(folder)
+    (folder / "b.png").write_bytes(b"not an image at all")
+    with pytest.raises(BetaVAEError, match=r"b\.png is not a readable image"):
+        images.read_png_folder(folder)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0)  # 20000 x 20000 grey: a decompression bomb
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    (folder / "b.png").write_bytes(bomb)
+    with pytest.raises(BetaVAEError, match=r"b\.png has more pixels than an image may"):
+        images.read_png_folder(folder)
+
+
+def test_a_npy_under_an_npz_name_is_one_line(tmp_path):
+    path = tmp_path / "images.npz"
+    with open(path, "wb") as stream:
+        np.save(stream, synthetic_images(10)[0])
+    with pytest.raises(BetaVAEError, match="single .npy array saved under an .npz name.*np.savez"):
+        images.read_npz(path)
+    path.write_bytes(b"plain text")
+    with pytest.raises(BetaVAEError, match="is not an .npz file of arrays"):
+        images.read_npz(path)
+
+
 def test_splits_keep_the_test_set_apart():
     raw = fake_raw()
     d = datalib.split_raw(raw, val_size=5)

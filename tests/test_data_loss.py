@@ -11,7 +11,7 @@ from betavae.pictures import report, run_figures
 from betavae.training import fit, folder, resume
 from betavae.training.lock import LOCK, run_lock
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
 quiet = dict(log=lambda line: None)
 
 

@@ -79,13 +79,13 @@ def test_ray_sweep_matches_the_local_backend(dataset, tmp_path):
     from betavae.config import Config
     from betavae.sweep import SUMMARY_CSV, sweep
 
-    base = Config(dataset=str(dataset / "data.npz"), val_size=32, hidden=(16,), latent_dim=2, epochs=1,
+    base = Config.of(dataset=str(dataset / "data.npz"), val_size=32, hidden=(16,), latent_dim=2, epochs=1,
                   batch_size=32, threads=1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote_rows = sweep(base, tmp_path / "ray", [0.5, 2.0], [0], backend="ray", log=lambda line: None)
+        remote_rows = sweep(base, tmp_path / "ray", {"beta": [0.5, 2.0]}, [0], backend="ray", log=lambda line: None)
     finally:
         ray.shutdown()
-    local_rows = sweep(base, tmp_path / "local", [0.5, 2.0], [0], backend="local", log=lambda line: None)
+    local_rows = sweep(base, tmp_path / "local", {"beta": [0.5, 2.0]}, [0], backend="local", log=lambda line: None)
     assert remote_rows == local_rows and len(remote_rows) == 2
     assert (tmp_path / "ray" / SUMMARY_CSV).read_text() == (tmp_path / "local" / SUMMARY_CSV).read_text()

@@ -37,9 +37,12 @@ def test_factors_change_the_image_as_they_should():
     assert set(dsprites.render(base).unique().tolist()) <= {0.0, 1.0}
 
 
-def test_rendering_is_deterministic_and_fast_enough_to_batch():
-    factors = dsprites.index_to_factors(np.arange(0, 737_280, 5760))
-    assert torch.equal(dsprites.render(factors), dsprites.render(factors))
+def test_a_batch_of_mixed_shapes_renders_each_image_as_it_renders_alone():
+    # render() groups a batch by shape; each image must come back in its own row, as rendered on its own
+    factors = dsprites.index_to_factors(np.random.default_rng(0).choice(737_280, 24, replace=False))
+    assert len(set(factors[:, 0])) == 3
+    alone = torch.cat([dsprites.render(factors[i:i + 1]) for i in range(len(factors))])
+    assert torch.equal(dsprites.render(factors), alone)
 
 
 def test_bit_packing_round_trips_and_splits_are_disjoint():
@@ -49,11 +52,11 @@ def test_bit_packing_round_trips_and_splits_are_disjoint():
     assert packed.shape == (len(factors), 512)
     unpacked = PackedImages(packed, (1, 64, 64))[:]
     assert unpacked.dtype == torch.bool and torch.equal(unpacked.float(), images)
-    parts = dsprites.split_indices(val_size=5000)
+    parts = dsprites.DSPRITES.split_indices(val_size=5000)
     assert [len(parts[k]) for k in ("test", "val", "train")] == [10_000, 5000, 737_280 - 15_000]
     everything = np.concatenate(list(parts.values()))
     assert len(np.unique(everything)) == 737_280
-    assert np.array_equal(dsprites.split_indices(5000)["test"], parts["test"])  # fixed, whatever the run's seed
+    assert np.array_equal(dsprites.DSPRITES.split_indices(5000)["test"], parts["test"])  # fixed, whatever the run's seed
 
 
 def test_bad_original_files_get_one_line_errors(tmp_path):
@@ -64,7 +67,11 @@ def test_bad_original_files_get_one_line_errors(tmp_path):
     with pytest.raises(BetaVAEError, match="expected"):
         dsprites.packed_images(tmp_path)
     wrong.write_bytes(b"not a zip")
-    with pytest.raises(BetaVAEError, match="not a readable dSprites npz"):
+    with pytest.raises(BetaVAEError, match="is not a dSprites npz"):
+        dsprites.packed_images(tmp_path)
+    with open(wrong, "wb") as stream:  # np.save writes a .npy whatever the name says
+        np.save(stream, np.zeros((10, 64, 64), np.uint8))
+    with pytest.raises(BetaVAEError, match="single .npy array saved under an .npz name"):
         dsprites.packed_images(tmp_path)
 
 

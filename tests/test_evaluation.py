@@ -15,7 +15,7 @@ from betavae.evaluation import quality
 from betavae.evaluation.classifier import DigitClassifier, random_shift, save_classifier
 from betavae.model import networks
 from betavae.model.likelihood import elbo_terms, importance_weighted_log_likelihood, iwae_bound
-from betavae.model.objectives import BetaVAELoss
+from betavae.model.objectives import negative_elbo
 from betavae.sweep import FIGURE, SUMMARY_CSV, SUMMARY_MD
 
 from .conftest import synthetic_images
@@ -25,7 +25,7 @@ SHAPE = (1, 12, 12)
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return networks.build(Config(hidden=(16,), latent_dim=3), SHAPE).eval()
+    return networks.build(Config.of(hidden=(16,), latent_dim=3), SHAPE).eval()
 
 
 def binary_images(n=40, seed=0):
@@ -36,7 +36,7 @@ def test_iwae_at_k1_is_the_elbo_in_expectation():
     model, x = tiny_model(), binary_images()
     g = torch.Generator().manual_seed(0)
     k1 = torch.stack([importance_weighted_log_likelihood(model, x, 1, g) for _ in range(300)]).mean()
-    elbo = -torch.tensor([elbo_terms(model, _split(x), BetaVAELoss(1.0), "grey", seed=s)["neg_elbo"]
+    elbo = -torch.tensor([elbo_terms(model, _split(x), negative_elbo(), "grey", seed=s)["neg_elbo"]
                           for s in range(300)]).mean()
     assert k1.item() == pytest.approx(elbo.item(), abs=0.05 * abs(elbo.item()) / 100 + 0.2)
 
@@ -119,11 +119,17 @@ def test_probes_beat_chance_only_on_real_labels():
     assert quality.linear_probe(x[:600], shuffled[:600], x[600:], shuffled[600:]) < 0.4
 
 
-def test_random_shift_moves_content():
+def test_random_shift_moves_content_by_at_most_two_pixels_each_way():
     x = torch.zeros(1, 1, 8, 8)
     x[0, 0, 4, 4] = 1
-    moved = random_shift(x, torch.Generator().manual_seed(3))
-    assert moved.sum() == 1
+    generator = torch.Generator().manual_seed(3)
+    places = set()
+    for _ in range(200):
+        moved = random_shift(x, generator)
+        assert moved.sum() == 1 and moved.shape == x.shape
+        row, column = (int(i) for i in moved[0, 0].nonzero()[0])
+        places.add((row - 4, column - 4))
+    assert places == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # every shift, and only those
 
 
 @pytest.fixture(scope="module")
@@ -182,4 +188,4 @@ def test_sweep_runs_skips_and_summarises(finished_run, capsys):
 
 def test_sweep_rejects_negative_beta(capsys):
     assert cli.main(["sweep", "--beta", "-1"]) == 1
-    assert "--beta needs" in capsys.readouterr().err
+    assert "beta must be a finite number >= 0, got -1.0" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import torch
 from betavae import runs
 from betavae.api import disentangle
 from betavae.config import Config
-from betavae.data import Data, Split, dsprites
+from betavae.data import Data, PackedImages, Split, dsprites
 from betavae.errors import BetaVAEError
 from betavae.evaluation import factors
 from betavae.pictures.run_figures import factor_labels
@@ -31,7 +31,7 @@ def tiny_dsprites(n: int = 96) -> Data:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = Config(dataset="dsprites", pixels="binary", hidden=(16,), latent_dim=6, batch_size=32, epochs=1)
+    config = Config.of(dataset="dsprites", pixels="binary", hidden=(16,), latent_dim=6, batch_size=32, epochs=1)
     return fit(config, tmp_path_factory.mktemp("runs") / "d", data=tiny_dsprites(), log=lambda line: None)
 
 
@@ -40,7 +40,7 @@ def test_grid_codes_are_the_posterior_means_in_index_order(run):
     levels = dsprites.index_to_factors(np.arange(100, 140))
     images = dsprites.render(levels)
     packed = np.packbits(images.flatten(1).numpy().astype(np.uint8), axis=1)
-    codes = factors.grid_codes(model, packed, batch_size=16)
+    codes = factors.grid_codes(model, PackedImages(packed, (1, 64, 64)), batch_size=16)
     assert codes.shape == (40, 6)
     assert np.allclose(codes, model.encode(images)[0].detach().double().numpy(), atol=1e-5)
 
@@ -52,7 +52,7 @@ def test_disentanglement_of_a_run_writes_its_scores_and_figures(run, monkeypatch
     fake[:, 1], fake[:, 4] = grid[:, 3], grid[:, 4]
     fake[:, [0, 2, 3, 5]] = np.random.default_rng(0).normal(scale=0.01, size=(dsprites.N_IMAGES, 4))
     monkeypatch.setattr(factors, "grid_codes", lambda model, packed: fake)
-    monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: None)
+    monkeypatch.setattr(dsprites, "packed_images", lambda data_dir, log=None: np.zeros((1, 512), np.uint8))
     result = disentangle(run, sizes=SMALL, log=lambda line: None)
     stored = json.loads((run / factors.RESULT).read_text())
     assert stored["scores"] == result["scores"]
@@ -79,6 +79,6 @@ def test_the_report_shows_the_scores_when_there_are_any(run, monkeypatch):
 
 
 def test_runs_without_ground_truth_factors_are_refused(tmp_path, data):
-    mnist_run = fit(Config(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
+    mnist_run = fit(Config.of(hidden=(8,), latent_dim=2, epochs=1), tmp_path / "m", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="no ground-truth factors"):
         disentangle(mnist_run)

@@ -18,7 +18,7 @@ from betavae.training import fit, folder, resume
 
 from .conftest import synthetic_data
 
-CONFIG = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=2, beta=1.0, seed=4, latent_map_size=40)
+CONFIG = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=2, beta=1.0, seed=4, latent_map_size=40)
 SRC = Path(betavae.__file__).parent.parent
 REPO = Path(__file__).parent.parent
 

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("figures")
     x, y = synthetic_images(300, SIZE)
     np.savez(root / "data.npz", images=x, labels=y)
-    config = Config(dataset=str(root / "data.npz"), val_size=60, hidden=(32,), latent_dim=3, batch_size=32,
+    config = Config.of(dataset=str(root / "data.npz"), val_size=60, hidden=(32,), latent_dim=3, batch_size=32,
                     epochs=2, beta=1.0, figure_epochs=(0, 1), latent_map_epochs=(0, 1), latent_map_size=50)
     return fit(config, root / "run", callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
 

@@ -10,11 +10,11 @@ ROOT = Path(betavae.__file__).parent
 LAYERS = [  # lowest first; the layer of a module is that of its top-level module or package
     {"errors", "atomic", "version"},
     {"data"},
-    {"config"},
-    {"model"},
+    {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
+    {"config"},  # holds the objective's settings classes
     {"training"},
+    {"samplers"},  # below runs, so that Run.sample can draw from them
     {"runs"},
-    {"samplers"},
     {"pictures", "evaluation"},  # siblings: neither imports the other
     {"api"},
     {"sweep"},

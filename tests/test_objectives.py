@@ -5,7 +5,7 @@ import torch
 
 from betavae.config import Config
 from betavae.errors import BetaVAEError
-from betavae.model.objectives import BetaVAELoss, CapacityLoss, bernoulli_nll, build, gaussian_kl, linear_anneal
+from betavae.model.objectives import OBJECTIVES, BetaVAELoss, CapacityLoss, bernoulli_nll, gaussian_kl, linear_anneal
 
 
 def test_kl_is_zero_at_the_prior():
@@ -33,57 +33,66 @@ def _batch(n=8, seed=0):
 
 def test_beta_scales_only_the_kl():
     batch = _batch()
-    one, four = BetaVAELoss(1.0)(*batch), BetaVAELoss(4.0)(*batch)
+    one, four = BetaVAELoss.with_settings(beta=1.0)(*batch), BetaVAELoss.with_settings(beta=4.0)(*batch)
     assert torch.equal(one.recon, four.recon) and torch.equal(one.kl, four.kl)
     assert four.loss.item() == pytest.approx(one.recon.item() + 4 * one.kl.item(), rel=1e-6)
-    assert BetaVAELoss(0.0)(*batch).loss.item() == pytest.approx(one.recon.item(), rel=1e-6)
+    assert BetaVAELoss.with_settings(beta=0.0)(*batch).loss.item() == pytest.approx(one.recon.item(), rel=1e-6)
 
 
 def test_loss_does_not_depend_on_batch_size():
     logits, target, mean, logvar = _batch(8)
-    whole = BetaVAELoss(2.0)(logits, target, mean, logvar).loss
-    halves = [BetaVAELoss(2.0)(logits[s], target[s], mean[s], logvar[s]).loss for s in (slice(0, 4), slice(4, 8))]
-    doubled = BetaVAELoss(2.0)(*(torch.cat([t, t]) for t in (logits, target, mean, logvar))).loss
+    whole = BetaVAELoss.with_settings(beta=2.0)(logits, target, mean, logvar).loss
+    halves = [BetaVAELoss.with_settings(beta=2.0)(logits[s], target[s], mean[s], logvar[s]).loss for s in (slice(0, 4), slice(4, 8))]
+    doubled = BetaVAELoss.with_settings(beta=2.0)(*(torch.cat([t, t]) for t in (logits, target, mean, logvar))).loss
     assert whole.item() == pytest.approx(sum(h.item() for h in halves) / 2, rel=1e-6)
     assert whole.item() == pytest.approx(doubled.item(), rel=1e-6)
 
 
 def test_kl_per_dim_sums_to_kl():
-    terms = BetaVAELoss(1.0)(*_batch())
+    terms = BetaVAELoss.with_settings(beta=1.0)(*_batch())
     assert terms.kl_per_dim.shape == (3,)
     assert terms.kl_per_dim.sum().item() == pytest.approx(terms.kl.item(), rel=1e-6)
 
 
 def test_beta_warmup_is_linear():
-    loss = BetaVAELoss(4.0, warmup_steps=100)
+    loss = BetaVAELoss.with_settings(beta=4.0, beta_warmup_steps=100)
     assert [loss.kl_weight(s) for s in (0, 50, 100, 1000)] == [0.0, 2.0, 4.0, 4.0]
     assert linear_anneal(0, 1, 5, 0) == 1
 
 
 def test_beta_can_anneal_down_from_a_noisier_start():
-    loss = BetaVAELoss(4.0, warmup_steps=100, start=16.0)
+    loss = BetaVAELoss.with_settings(beta=4.0, beta_warmup_steps=100, beta_start=16.0)
     assert [loss.kl_weight(s) for s in (0, 50, 100, 1000)] == [16.0, 10.0, 4.0, 4.0]
-    config = Config(beta=4.0, beta_start=16.0, beta_warmup_steps=100)
-    assert build(config).kl_weight(0) == 16.0
+    config = Config.of(beta=4.0, beta_start=16.0, beta_warmup_steps=100)
+    assert config.build_objective().kl_weight(0) == 16.0
     with pytest.raises(BetaVAEError, match="beta_start"):
-        Config(beta_start=-1.0)
+        Config.of(beta_start=-1.0)
 
 
 def test_capacity_objective_pulls_kl_towards_c():
     batch = _batch()
-    capacity = CapacityLoss(gamma=10.0, c_min=0.0, c_max=20.0, c_steps=10)
+    capacity = CapacityLoss.with_settings(gamma=10.0, capacity_min=0.0, capacity_max=20.0,
+                                           capacity_steps=10)
     assert capacity.capacity(5) == 10.0
     terms = capacity(*batch, step=5)
     assert terms.loss.item() == pytest.approx(terms.recon.item() + 10 * abs(terms.kl.item() - 10.0), rel=1e-6)
 
 
-def test_each_objective_declares_the_parameters_it_reads():
-    from betavae.config import OBJECTIVES as NAMES
-    from betavae.model.objectives import OBJECTIVES, settings
+def test_each_objective_owns_its_settings_and_refuses_another_objectives():
+    beta = Config.of(beta=3.0)
+    assert beta.settings == {"beta": 3.0, "beta_warmup_steps": 0, "beta_start": 0.0}
+    assert beta.build_objective().describe() == "beta-VAE: loss = recon + 3 * KL"
+    with pytest.raises(BetaVAEError, match="the beta objective has no setting gamma.*capacity, btcvae, factorvae"):
+        Config.of(beta=3.0, gamma=7.0)
+    capacity = beta.replace(objective="capacity", gamma=7.0)  # a new objective starts from its own defaults
+    assert capacity.settings == {"gamma": 7.0, "capacity_min": 0.0, "capacity_max": 25.0, "capacity_steps": 100_000}
+    assert {name: kind.Settings().to_dict() == Config.of(objective=name).settings
+            for name, kind in OBJECTIVES.items()} == dict.fromkeys(OBJECTIVES, True)
 
-    assert set(OBJECTIVES) == set(NAMES)
-    beta = Config(beta=3.0, gamma=7.0)
-    assert settings(beta) == {"objective": "beta", "beta": 3.0, "beta_warmup_steps": 0, "beta_start": 0.0}
-    capacity = settings(beta.replace(objective="capacity"))
-    assert capacity["gamma"] == 7.0 and "beta" not in capacity
-    assert build(beta).describe() == "beta-VAE: loss = recon + 3 * KL"
+
+def test_the_saved_layout_stores_settings_under_the_objectives_name_and_reads_back():
+    from betavae.config import from_dict
+    config = Config.of(objective="dipvae", lambda_od=2.0)
+    saved = config.to_dict()
+    assert saved["dipvae"] == {"type": "i", "lambda_od": 2.0, "lambda_d_factor": 10.0} and "lambda_od" not in saved
+    assert from_dict(saved) == config

@@ -25,8 +25,8 @@ needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (
 needs_chromium = pytest.mark.skipif(NODE is None or CHROMIUM is None,
                                     reason="headless Chromium or Node.js is missing (CI installs Debian's chromium)")
 CONFIGS = {
-    "mlp": Config(hidden=(32, 16), latent_dim=5),
-    "conv": Config(arch="conv", hidden=(24,), channels=(8, 6), latent_dim=5),
+    "mlp": Config.of(hidden=(32, 16), latent_dim=5),
+    "conv": Config.of(arch="conv", hidden=(24,), channels=(8, 6), latent_dim=5),
 }
 
 
@@ -81,10 +81,10 @@ def test_explorer_in_headless_chromium(report_run):
     run = Run.open(report_run)
     for kind, drawn in page["draws"].items():
         fitted = samplers.for_run(run, kind)  # the ones the report embedded, saved beside it
-        mixture = fitted.mixtures[int(drawn["label"]) if kind == "class" else samplers.UNCONDITIONAL]
+        mixture = fitted.mixture(None if drawn["label"] is None else int(drawn["label"]))
         expected_z = mixture.draw_with(torch.tensor(drawn["eps"]), drawn["u"])
         assert (torch.tensor(drawn["z"], dtype=torch.float64) - expected_z).abs().max().item() < 1e-4
-        assert drawn["shown"] == drawn["z"] and drawn["digits_shown"] == (kind == "class")
+        assert drawn["shown"] == drawn["z"] and drawn["digits_shown"] == fitted.by_label
 
 
 def test_report_is_self_contained(report_run):

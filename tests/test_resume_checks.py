@@ -17,7 +17,7 @@ from betavae.training import fit, folder, resume
 
 from .conftest import synthetic_data, synthetic_images
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=6)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=6)
 quiet = dict(log=lambda line: None)
 TOO_SMALL = TINY.replace(arch="conv", channels=(8, 8, 8, 8, 8))  # five halvings of 12x12 images: refused
 

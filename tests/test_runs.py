@@ -10,7 +10,7 @@ from betavae.errors import BetaVAEError
 from betavae.runs import Run
 from betavae.training import fit, folder
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=2)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=2)
 
 
 @pytest.fixture
@@ -71,11 +71,22 @@ def test_an_unfinished_run_is_refused_with_the_command_that_finishes_it(run_dir)
         Run.open(run_dir, finished=True)
 
 
-def test_runs_written_before_format_versions_still_open(run_dir):
+# What config.json held before objectives owned their settings (format 0 and 1): every objective's knobs, flat.
+FLAT_DEFAULTS = dict(objective="beta", beta=4.0, beta_warmup_steps=0, beta_start=0.0, gamma=1000.0, capacity_min=0.0,
+                     capacity_max=25.0, capacity_steps=100_000, mi_weight=1.0, tc_weight=6.0, dimwise_weight=1.0,
+                     tc_estimator="mss", discriminator_lr=1e-4, dip_type="i", dip_offdiagonal=10.0,
+                     dip_diagonal=100.0)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_runs_written_before_objectives_owned_their_settings_still_open(run_dir, layout):
     meta = json.loads((run_dir / folder.CONFIG).read_text())
-    assert meta["format"] == folder.FORMAT
-    del meta["format"], meta["objective"]
-    (run_dir / folder.CONFIG).write_text(json.dumps(meta))
+    assert meta["format"] == folder.FORMAT and meta["config"]["beta"] == TINY.settings
+    flat = {**{k: v for k, v in meta["config"].items() if k != "beta"}, **FLAT_DEFAULTS, **TINY.settings}
+    old = {**meta, "config": flat, "format": layout}
+    if layout == 0:
+        del old["format"]
+    (run_dir / folder.CONFIG).write_text(json.dumps(old))
     records = [json.loads(line) for line in (run_dir / folder.METRICS_JSONL).read_text().splitlines()]
     assert all(r["format"] == folder.FORMAT for r in records)
     (run_dir / folder.METRICS_JSONL).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "format"}) +
@@ -95,6 +106,8 @@ def test_config_json_names_the_objective_and_only_the_parameters_it_reads(tmp_pa
     capacity = TINY.replace(objective="capacity", gamma=50.0, capacity_max=5.0)
     run = Run.open(fit(capacity, tmp_path / "c", data=data, log=lambda line: None))
     meta = json.loads((run.path / folder.CONFIG).read_text())
-    assert meta["objective"]["objective"] == "capacity" and meta["objective"]["gamma"] == 50.0
+    assert meta["objective"]["name"] == "capacity" and meta["objective"]["gamma"] == 50.0
+    assert meta["config"]["capacity"] == {"gamma": 50.0, "capacity_min": 0.0, "capacity_max": 5.0,
+                                          "capacity_steps": 100_000}
     assert "beta" not in meta["objective"] and "beta" not in run.objective
     assert "50 * |KL - C|" in run.describe_objective() and "beta" not in run.describe_objective()

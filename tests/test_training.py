@@ -12,7 +12,7 @@ from betavae.errors import BetaVAEError
 from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, fit, folder, resume
 
 
-TINY = Config(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
+TINY = Config.of(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
 
 
 def weights(run_dir):
@@ -145,7 +145,6 @@ def test_loss_is_independent_of_process_count_style_reduction(data):
     halves = [grads(x[s], noise[s]) for s in (slice(0, 8), slice(8, 16))]
     for g, a, b in zip(whole, *halves):
         assert torch.allclose(g, (a + b) / 2, atol=1e-6)
-    assert np.isfinite(float(objective.kl_weight(0)))
 
 
 def test_bf16_mixed_precision_trains(tmp_path, data):

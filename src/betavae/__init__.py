@@ -4,11 +4,11 @@ The package in the order its layers build on each other (a module imports only f
 
     errors, atomic, version   one-line errors, atomic writes
     data                      data sets by name (registry), sources, splits as tensors
-    config                    the validated run configuration and presets
-    model                     encoders and decoders, objectives, likelihood estimates
+    model                     encoders and decoders, objectives (each with its own settings), likelihood estimates
+    config                    the validated run configuration (the objective's settings included) and presets
     training                  the loop, checkpoints and resume, the run folder's files, CUDA graphs, DDP and Ray
-    runs                      a run folder opened once (`Run`)
     samplers                  where generated codes come from: the prior, a fitted mixture, a mixture per label
+    runs                      a run folder opened once (`Run`)
     pictures, evaluation      figures and the report; likelihoods, sample quality, disentanglement
     api, sweep                what a user does: train or resume with the default figures, disentangle, sweep
     cli                       the command line, a thin layer over the above

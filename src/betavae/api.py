@@ -89,11 +89,11 @@ def check_run_name(name: str, runs: str | Path) -> str:
 def disentangle(run: Run | str | Path, seed: int = 0, data_dir: str | None = None,
                 sizes: dict[str, dict[str, Any]] | None = None,
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The five disentanglement metrics of a finished dSprites run (RUN/disentanglement.json), its two factor figures,
-    and its report refreshed with both when it has one."""
+    """The five disentanglement metrics of a finished run on a data set with ground-truth factors
+    (RUN/disentanglement.json), its two factor figures, and its report refreshed with both when it has one."""
     run = run if isinstance(run, Run) else Run.open(run)
     result = factors.evaluate_run(run, seed, data_dir, sizes, **({"log": log} if log else {}))
-    run_figures.save_factor_figures(run, result, datalib.dsprites.FACTORS, factors.traversal_image())
+    run_figures.save_factor_figures(run, result)
     if (run.path / REPORT).is_file():
         write_report(run)  # the figures and the validation split only: the grid is not loaded again
     return result

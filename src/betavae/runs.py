@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from . import data as datalib
+from . import samplers
 from .config import Config
 from .errors import BetaVAEError
-from .model import VAE, objectives
+from .model import VAE
 from .training import folder
 from .training.callbacks import kl_per_dim
 
@@ -113,10 +114,10 @@ class Run:
     @property
     def objective(self) -> dict[str, Any]:
         """The objective and the parameters it actually reads (capacity: gamma and C, never a beta it ignores)."""
-        return objectives.settings(self.config)
+        return {"objective": self.config.objective, **self.config.settings}
 
     def describe_objective(self) -> str:
-        return objectives.build(self.config).describe()
+        return self.config.build_objective().describe()
 
     @property
     def figure_dir(self) -> Path:
@@ -180,6 +181,12 @@ class Run:
 
     def reference_split(self) -> datalib.Split:
         return self.split(self.reference_name)
+
+    def sample(self, n: int, sampler: str = samplers.DEFAULT, label: int | None = None, seed: int | None = None,
+               components: int | None = None) -> torch.Tensor:
+        """n images (N, C, H, W) in [0, 1] decoded from a sampler's codes (of one label for `class`; without one, a
+        row per label), reproducible from seed: what `betavae sample RUN --sampler S --digit L --seed K` shows."""
+        return samplers.sample_images(self, n, sampler, label, seed, components)
 
 
 def load(path: str | Path, device: str = "cpu") -> VAE:

@@ -1,60 +1,80 @@
-"""`betavae sweep`: one run per (value, seed) of an objective's KL weight, a summary table (CSV and Markdown) and a
+"""`betavae sweep`: one run per combination of the varied values and seeds, a summary table (CSV and Markdown) and a
 rate-distortion figure.
 
-The swept parameter is one the chosen objective reads (beta for beta-VAE, gamma for capacity); varying one it ignores
-would train identical runs, so it is refused. Points already finished are skipped and interrupted ones resumed, so an
-interrupted sweep simply continues. The summary uses the final validation numbers (the test set stays for `betavae
-evaluate`). Points run one after another here; the Ray backend (training/distributed.py) sends them to a cluster and
-aggregates exactly the same way.
+Any configuration field or setting of the chosen objective can be varied (`--vary gamma=10,35,100`, several `--vary`
+for a grid); one the objective does not read is refused before any run starts, since every point would be the same
+run. Points already finished are skipped and interrupted ones resumed, so an interrupted sweep simply continues. The
+summary uses the final validation numbers (the test set stays for `betavae evaluate`). Points run one after another
+here; the Ray backend (training/distributed.py) sends them to a cluster and aggregates exactly the same way.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import atomic
 from .config import Config
 from .errors import BetaVAEError
-from .model.objectives import OBJECTIVES
 from .runs import Run
 from .training import folder, resume
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
-SWEEPABLE = ("beta", "gamma")
 
 
 @dataclass(frozen=True)
 class Point:
-    parameter: str
-    value: float
+    """One run of a sweep: the values it changes and its seed."""
+
+    changes: tuple[tuple[str, Any], ...]
     seed: int
 
     @property
     def name(self) -> str:
-        return f"{self.parameter}-{self.value:g}-seed-{self.seed}"
+        values = "_".join(f"{key}-{value:g}" if isinstance(value, float) else f"{key}-{value}"
+                          for key, value in self.changes)
+        return f"{values}-seed-{self.seed}"
+
+    def config(self, base: Config) -> Config:
+        return base.replace(**dict(self.changes), seed=self.seed)
 
 
-def check_parameter(base: Config, parameter: str) -> None:
-    """Refuse to sweep a parameter the chosen objective does not read (the runs would be identical)."""
-    reads = OBJECTIVES[base.objective].parameters
-    if parameter not in SWEEPABLE or parameter not in reads:
-        usable = [p for p in SWEEPABLE if p in reads]
-        raise BetaVAEError(f"the {base.objective} objective ignores {parameter}, so every point would be the same run; "
-                           f"sweep --{usable[0]} instead (it reads {', '.join(reads)})")
+def parse_vary(texts: Iterable[str]) -> dict[str, list[str]]:
+    """['gamma=10,35', 'lr=1e-3'] -> {'gamma': ['10', '35'], 'lr': ['1e-3']}."""
+    vary: dict[str, list[str]] = {}
+    for text in texts:
+        name, _, values = text.partition("=")
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not name.strip() or not items:
+            raise BetaVAEError(f"--vary takes NAME=V1,V2 (e.g. gamma=10,35,100), got {text!r}")
+        vary[name.strip().replace("-", "_")] = items
+    return vary
 
 
-def points(parameter: str, values: Iterable[float], seeds: Iterable[int]) -> list[Point]:
-    values, seeds = list(dict.fromkeys(values)), list(dict.fromkeys(seeds))  # each point once
-    if not values or not all(v >= 0 and math.isfinite(v) for v in values):
-        raise BetaVAEError(f"--{parameter} needs one or more finite values >= 0, got {values}")
+def points(base: Config, vary: Mapping[str, Sequence[Any]], seeds: Iterable[int]) -> list[Point]:
+    """Every combination of the varied values and seeds, each once, each validated (values resolved to their types)
+    before any folder is made."""
+    seeds = list(dict.fromkeys(seeds))
+    if not vary or not all(vary.values()):
+        raise BetaVAEError("a sweep varies at least one value, e.g. --vary beta=0.5,1,4")
     if not seeds:
         raise BetaVAEError("--seeds needs at least one seed")
-    return [Point(parameter, v, s) for v in values for s in seeds]
+    if "seed" in vary:
+        raise BetaVAEError("vary seeds with --seeds, not --vary seed=...")
+    chosen = []
+    for combination in itertools.product(*(list(dict.fromkeys(values)) for values in vary.values())):
+        resolved = base.replace(**dict(zip(vary, combination)))  # refuses what the objective does not read
+        chosen += [Point(tuple((key, value_of(resolved, key)) for key in vary), seed) for seed in seeds]
+    return list(dict.fromkeys(chosen))
+
+
+def value_of(config: Config, key: str) -> Any:
+    """A configuration field's value, or a setting of its objective."""
+    return config.settings[key] if key in config.settings else getattr(config, key)
 
 
 def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False) -> str:
@@ -64,7 +84,7 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
     run_dir = Path(sweep_dir) / point.name
     if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    config = base.replace(**{point.parameter: point.value, "seed": point.seed})
+    config = point.config(base)
     if not (run_dir / folder.CONFIG).is_file():
         train(config, run_dir, figures=figures, report=False, tensorboard_log=False, progress=False)
     else:  # started before: continued, and refused if its settings changed but for those a resume may change
@@ -74,7 +94,8 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
 
 
 def summarize(sweep_dir: Path, chosen: list[Point]) -> list[dict]:
-    """One row per finished point: final validation (else training) recon, KL, negative ELBO, active units."""
+    """One row per finished point: its varied values, final validation (else training) recon, KL, negative ELBO and
+    active units."""
     rows = []
     for point in chosen:
         if not (sweep_dir / point.name / folder.STATUS).is_file():
@@ -85,13 +106,14 @@ def summarize(sweep_dir: Path, chosen: list[Point]) -> list[dict]:
         last = run.last_record
         split = "val" if "val" in last else "train"
         m = last[split]
-        rows.append({point.parameter: point.value, "seed": point.seed, "split": split, "epochs": last["epoch"],
+        rows.append({**dict(point.changes), "seed": point.seed, "split": split, "epochs": last["epoch"],
                      "recon": round(m["recon"], 3), "kl": round(m["kl"], 3), "neg_elbo": round(m["neg_elbo"], 3),
                      "active_units": m.get("active_units"), "run": point.name})
     return rows
 
 
 def write_summary(sweep_dir: Path, rows: list[dict], parameter: str) -> None:
+    """summary.csv, summary.md and the rate-distortion figure, its points coloured by `parameter`."""
     if not rows:
         raise BetaVAEError(f"no finished points in {sweep_dir} to summarise")
     out = io.StringIO()
@@ -107,15 +129,12 @@ def write_summary(sweep_dir: Path, rows: list[dict], parameter: str) -> None:
     save_figure(rate_distortion_figure(rows, parameter), sweep_dir / FIGURE)
 
 
-def sweep(base: Config, sweep_dir: str | Path, values: Iterable[float], seeds: Iterable[int] = (0,),
-          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print,
-          parameter: str = "beta") -> list[dict]:
-    """Run every point not yet finished, then write the summary and the rate-distortion figure."""
-    check_parameter(base, parameter)
+def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]], seeds: Iterable[int] = (0,),
+          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+    """Run every point not yet finished, then write the summary and the rate-distortion figure (coloured by the
+    first varied value)."""
     sweep_dir = Path(sweep_dir)
-    chosen = points(parameter, values, seeds)
-    for point in chosen:  # every point's configuration is valid before any folder is made
-        base.replace(**{point.parameter: point.value, "seed": point.seed})
+    chosen = points(base, vary, seeds)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if backend == "ray":
         from .training.distributed import ray_map
@@ -128,5 +147,5 @@ def sweep(base: Config, sweep_dir: str | Path, values: Iterable[float], seeds: I
     else:
         raise BetaVAEError(f"unknown sweep backend {backend!r}; choose local or ray")
     rows = summarize(sweep_dir, chosen)
-    write_summary(sweep_dir, rows, parameter)
+    write_summary(sweep_dir, rows, next(iter(vary)))
     return rows

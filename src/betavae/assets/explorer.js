@@ -117,26 +117,31 @@
     if (best >= 0 && bestDistance < 100) select(best);
   });
 
-  // Drawing z from the embedded samplers: the prior, the fitted mixture, or one label's mixture.
+  // Drawing z from the embedded samplers, each as it describes itself (betavae.samplers.Sampler.explorer): its name,
+  // the labels it draws by (none: it has one mixture) and its mixtures, one per label in that order.
   const samplerSelect = document.getElementById("sampler"), digitSelect = document.getElementById("digit");
-  const mixtures = {};
-  for (const [kind, value] of Object.entries(spec.samplers || {})) {
-    mixtures[kind] = kind === "class"
-      ? Object.fromEntries(Object.entries(value).map(([label, m]) => [label, D.prepareMixture(m)]))
-      : D.prepareMixture(value);
-    samplerSelect.append(new Option(kind, kind));
+  const samplers = {};
+  for (const sampler of spec.samplers || []) {
+    samplers[sampler.name] = { labels: sampler.labels, mixtures: sampler.mixtures.map(D.prepareMixture) };
+    samplerSelect.append(Object.assign(new Option(sampler.name, sampler.name), { title: sampler.help }));
   }
-  for (const label of Object.keys(mixtures.class || {})) digitSelect.append(new Option("label " + label, label));
-  function showDigits() { digitSelect.style.display = samplerSelect.value === "class" ? "" : "none"; }
-  samplerSelect.addEventListener("change", showDigits);
-  showDigits();
+  function showLabels() {
+    const labels = samplerSelect.value in samplers ? samplers[samplerSelect.value].labels : [];
+    digitSelect.replaceChildren(...labels.map((label) => new Option("label " + label, label)));
+    digitSelect.style.display = labels.length ? "" : "none";
+  }
+  samplerSelect.addEventListener("change", showLabels);
+  showLabels();
 
-  function drawZ(kind, label, eps, u) {
-    const mixture = kind === "class" ? mixtures.class[label] : mixtures[kind];
+  function drawZ(name, label, eps, u) {
+    const sampler = samplers[name], byLabel = sampler.labels.length > 0;
+    const index = byLabel ? sampler.labels.indexOf(String(label)) : 0;
+    if (index < 0) throw new Error("the " + name + " sampler has no label " + label);
     eps = eps || D.normals(latentDim, Math.random);
     u = u === undefined ? Math.random() : u;
-    const drawn = D.mixtureDraw(mixture, eps, u);
-    state.lastDraw = { kind, label, eps: Array.from(eps), u, z: Array.from(drawn) };
+    const drawn = D.mixtureDraw(sampler.mixtures[index], eps, u);
+    state.lastDraw = { sampler: name, label: byLabel ? String(label) : null, eps: Array.from(eps), u,
+                       z: Array.from(drawn) };
     setLatent(drawn);
     return state.lastDraw;
   }

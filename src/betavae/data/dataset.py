@@ -1,8 +1,9 @@
 """Data as tensors: the whole split in one tensor, batches as index slices, optional dynamic binarization.
 
-Images are float32 in [0,1], except binary data sets too large for that (dSprites), which stay bit-packed
-(`PackedImages`, a 32nd of the memory) and unpack to bool per batch; `as_float` turns a batch of either into what
-models take."""
+Images are float32 in [0,1], except data sets too large for that: binary ones (dSprites) stay bit-packed
+(`PackedImages`, a 32nd of the memory) and unpack to bool per batch, and those painted from binary sprites
+(colour- and noisy-dSprites) stay packed and are painted per batch (`PaintedSprites`); `as_float` turns a batch of any
+into what models take."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ import numpy as np
 import torch
 
 from ..errors import BetaVAEError
-from .packed import PackedImages
+from .packed import PackedImages, PaintedSprites
 from .sources import RawData
 
-Images = torch.Tensor | PackedImages
+Images = torch.Tensor | PackedImages | PaintedSprites
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images (N,1,H,W), float32 in [0,1] or bit-packed binary, and labels (N,) int64 (-1 where unknown)."""
+    """Images (N,C,H,W), float32 in [0,1] or kept packed, and labels (N,) int64 (-1 where unknown)."""
 
     images: Images
     labels: torch.Tensor
@@ -49,11 +50,11 @@ class Split:
 
     def take(self, index: torch.Tensor | slice) -> "Split":
         """The chosen images and labels, stored as they are here (packed images stay packed)."""
-        images = self.images.take(index) if isinstance(self.images, PackedImages) else self.images[index]
+        images = self.images[index] if isinstance(self.images, torch.Tensor) else self.images.take(index)
         return Split(images, self.labels[index])
 
     def mean_image(self, chunk: int = 8192) -> torch.Tensor:
-        """The mean image (1,H,W) in float32, summed chunk by chunk (never a float copy of the whole split: a chunk of
+        """The mean image (C,H,W) in float32, summed chunk by chunk (never a float copy of the whole split: a chunk of
         dSprites' is 128 MB as float32)."""
         total = torch.zeros(self.images.shape[1:], dtype=torch.float64)
         for part in self.images.split(chunk):
@@ -107,8 +108,8 @@ def split_fingerprint(split: Split) -> str:
 
 
 def _update(digest: "hashlib._Hash", split: Split) -> None:
-    images = split.images.rows if isinstance(split.images, PackedImages) else split.images
-    for array in (images, split.labels):
+    images = (split.images,) if isinstance(split.images, torch.Tensor) else split.images.stored()
+    for array in (*images, split.labels):
         digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
         digest.update(array.detach().cpu().contiguous().numpy().data)
 

@@ -5,23 +5,25 @@ linspace(0, 2*pi, 40), both ends included) x position x and y (32 values each, l
 binary 64x64 images, indexed in that order. Each image is rendered analytically: a pixel is on when its centre,
 mapped into the shape's own frame (translated, rotated, scaled), lies inside the shape; the heart is the closed
 curve (x^2 + y^2 - 1)^3 = x^2 y^3. Positions map to centres in [0.2, 0.8] of the frame and the largest shape has
-a circumradius of 0.18, so every shape stays inside the frame, as in the original.
+a circumradius of 0.18, so every shape stays inside the frame, as in the original. `DSPRITES` is the data set behind
+the ground-truth interface (groundtruth.py) that the registry and the disentanglement metrics ask.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import zipfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from .. import atomic
 from ..errors import BetaVAEError
+from .groundtruth import GroundTruthData, Log, to_stderr
+from .images import open_npz
+from .packed import PackedImages
 
 FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SIZES = (3, 6, 40, 32, 32)
@@ -85,7 +87,7 @@ def render(factors: np.ndarray | torch.Tensor) -> torch.Tensor:
     return out
 
 
-def render_packed(chunk: int = 8192, log: Callable[[str], None] | None = None) -> np.ndarray:
+def render_packed(chunk: int = 8192, log: Log | None = None) -> np.ndarray:
     """Every image of the grid, in index order, bit-packed: (737280, 512) uint8 (about 377 MB)."""
     packed = np.empty((N_IMAGES, SIZE * SIZE // 8), dtype=np.uint8)
     for start in range(0, N_IMAGES, chunk):
@@ -105,7 +107,7 @@ def cache_path() -> Path:
 def read_original(path: Path) -> np.ndarray:
     """The images of the original npz, bit-packed, after checking that its order is the grid's order."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with open_npz(path, "a dSprites npz", f"download {ORIGINAL_FILE} again") as stored:
             images, classes = stored["imgs"], stored["latents_classes"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise BetaVAEError(f"{path} is not a readable dSprites npz ({error}); download {ORIGINAL_FILE} again") from None
@@ -128,8 +130,7 @@ def read_cache(path: Path) -> np.ndarray:
     return packed
 
 
-def packed_images(data_dir: str | os.PathLike | None = None,
-                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> np.ndarray:
+def packed_images(data_dir: str | os.PathLike | None = None, log: Log = to_stderr) -> np.ndarray:
     """The whole grid bit-packed (unpack it with data.PackedImages): from the user's original npz when --data-dir holds it, else from the cache,
     else rendered once (about two minutes on two cores) and cached."""
     if data_dir:
@@ -155,12 +156,23 @@ def packed_images(data_dir: str | os.PathLike | None = None,
     return packed
 
 
-def split_indices(val_size: int, test_size: int = 10_000, seed: int = 0) -> dict[str, np.ndarray]:
-    """A fixed random hold-out of the grid (dSprites has no official test split): test, validation, the rest to
-    train. Fixed by `seed`, not by the run's seed, so every run is tested on the same images. Validation and test
-    stay in random order, so the first images a figure shows are varied (the grid's order is all squares first)."""
-    if val_size + test_size >= N_IMAGES:
-        raise BetaVAEError(f"val_size {val_size} leaves no dSprites training images; lower --val-size")
-    order = np.random.default_rng(seed).permutation(N_IMAGES)
-    return {"test": order[:test_size], "val": order[test_size:test_size + val_size],
-            "train": np.sort(order[test_size + val_size:])}
+class DSprites(GroundTruthData):
+    """dSprites as a ground-truth data set: the grid rendered here (or read from the original file), bit-packed."""
+
+    name = "dsprites"
+    factor_names = FACTORS
+    factor_sizes = SIZES
+    image_shape = (1, SIZE, SIZE)
+    traversal_factors = (2, 5, 0, 16, 16)  # a large heart in the middle of the frame, upright
+
+    def images(self, factors: np.ndarray) -> torch.Tensor:
+        return render(factors)
+
+    def grid(self, data_dir: str | None = None, log: Log = to_stderr) -> PackedImages:
+        return PackedImages(packed_images(data_dir, log), (1, SIZE, SIZE))
+
+    def describe(self, grid: PackedImages, data_dir: str | None) -> str:
+        return f"{self.name}: {len(grid):,} binary images of {SIZE}x{SIZE} from {data_dir or cache_path()}"
+
+
+DSPRITES = DSprites()

@@ -1,9 +1,19 @@
-"""The user's own images: an .npz of arrays, or a folder of PNG files (one subfolder per class, optionally)."""
+"""The user's own images: an .npz of arrays, or a folder of PNG files (one subfolder per class, optionally).
+
+A PNG is read by what its pixels mean, whatever mode Pillow opens it in: 16-bit grey is scaled to 0..255 (not
+clipped); palette images through their palette (and its transparency); colour is turned grey (luma). An image with
+transparency whose visible part is one colour, ink drawn over a transparent background as drawing programs save a
+digit, is read as its alpha channel: the coverage, white on black as in MNIST, whatever the ink's colour. Any other
+image with transparency is composited over black.
+"""
 
 from __future__ import annotations
 
+import struct
 import sys
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +21,10 @@ import numpy as np
 
 from ..errors import BetaVAEError, first_line
 from .sources import RawData
+
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"
+GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow versions open it
+INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
 LABEL_KEYS = ("labels", "y", "y_train")
@@ -46,10 +60,8 @@ def read_npz(path: str | Path) -> RawData:
     """Images under 'images' (or 'x'), optional 'labels' (or 'y'), optional 'test_images'/'test_labels'."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with open_npz(path, "an .npz file of arrays") as stored:
             arrays = {key: stored[key] for key in stored.files}
-    except FileNotFoundError:
-        raise BetaVAEError(f"{path} does not exist; check the path") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         reason = "it holds Python objects, which are never loaded" if "allow_pickle" in str(error) else first_line(error)
         raise BetaVAEError(f"{path} is not a readable .npz file of arrays ({reason})") from None
@@ -64,6 +76,23 @@ def read_npz(path: str | Path) -> RawData:
     if test_images.shape[1:] != images.shape[1:]:
         raise BetaVAEError(f"{path}: test_images are {test_images.shape[1:]}, training images {images.shape[1:]}")
     return RawData(images, labels, test_images, _labels(arrays, ("test_labels",), len(test_images), path))
+
+
+def open_npz(path: Path, what: str, fix: str = "save it with np.savez(path, images=array)") -> np.lib.npyio.NpzFile:
+    """np.load of an .npz archive (never pickles), after checking that the file is one: a missing file, or a single
+    .npy array saved under an .npz name, is one line naming the file, what was expected (`what`) and the `fix`."""
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise BetaVAEError(f"{path} does not exist; check the path") from None
+    except OSError as error:
+        raise BetaVAEError(f"{path} cannot be read ({first_line(error)})") from None
+    if magic.startswith(NPY_MAGIC):
+        raise BetaVAEError(f"{path} is a single .npy array saved under an .npz name, not {what}; {fix}")
+    if not magic.startswith(ZIP_MAGIC):
+        raise BetaVAEError(f"{path} is not {what} (an .npz is a zip archive of arrays); {fix}")
+    return np.load(path, allow_pickle=False)
 
 
 def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarray:
@@ -82,8 +111,6 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
 def read_png_folder(folder: str | Path, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
                     ) -> RawData:
     """PNG files of one size; with subfolders, each subfolder is a class labelled by its sorted position."""
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(folder)
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("*.png")))
     groups = [(i, sorted(c.glob("*.png"))) for i, c in enumerate(classes)] or [(-1, sorted(folder.glob("*.png")))]
@@ -95,12 +122,9 @@ def read_png_folder(folder: str | Path, log: Callable[[str], None] = lambda line
         log(f"betavae: {folder}: the PNGs at the top are left out; the subfolders are the classes")
     images, colour = [], 0
     for _, path in files:
-        try:
-            with Image.open(path) as image:
-                colour += image.mode not in ("L", "1", "I", "I;16", "P", "LA")
-                images.append(np.asarray(image.convert("L")))
-        except (OSError, UnidentifiedImageError) as error:
-            raise BetaVAEError(f"{path} is not a readable PNG ({error})") from None
+        pixels, coloured = read_png(path)
+        images.append(pixels)
+        colour += coloured
         if images[-1].shape != images[0].shape:
             raise BetaVAEError(f"{path} is {images[-1].shape}, but {files[0][1]} is {images[0].shape}; "
                                "all images must have one size")
@@ -109,3 +133,54 @@ def read_png_folder(folder: str | Path, log: Callable[[str], None] = lambda line
     labels = np.array([label for label, _ in files], dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(files))  # mix classes before the test split is cut off
     return split_off_test(np.stack(images)[order], labels[order])
+
+
+def read_png(path: Path) -> tuple[np.ndarray, bool]:
+    """One image file as grey levels (H, W) uint8 by its meaning (see the module's docstring), and whether it had
+    colour; a file Pillow cannot read, a truncated one or a decompression bomb is one line naming the file."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # an image over Pillow's pixel limit is refused, not decoded with a warning
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return grey_levels(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BetaVAEError(f"{path} has more pixels than an image may (Pillow's limit, {Image.MAX_IMAGE_PIXELS:,}, "
+                           "guards against decompression bombs); shrink it or leave it out") from None
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as error:
+        raise BetaVAEError(f"{path} is not a readable image ({first_line(error)}); replace or remove it") from None
+
+
+def grey_levels(image: "Image.Image") -> tuple[np.ndarray, bool]:
+    """An open Pillow image as grey levels (H, W) uint8 by what its mode means, and whether it had colour."""
+    from PIL import Image
+
+    if image.mode in GREY_16:
+        return scale_16_bit(np.asarray(image), image.filename), False
+    if image.mode in ("1", "L") and not image.has_transparency_data:
+        return np.asarray(image.convert("L")), False
+    rgba = np.asarray(image.convert("RGBA"))
+    coloured = not (rgba[..., :3] == rgba[..., :1])[rgba[..., 3] > 0].all()
+    if is_ink(rgba):
+        return rgba[..., 3].copy(), coloured
+    black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+    return np.asarray(Image.alpha_composite(black, Image.fromarray(rgba)).convert("L")), coloured
+
+
+def is_ink(rgba: np.ndarray) -> bool:
+    """Whether an RGBA image is one colour drawn over transparency, so that its alpha channel is its content: some
+    pixels are transparent, and those at least half opaque all have one colour (within INK_SPREAD levels)."""
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return False
+    solid = rgba[..., :3][alpha >= 128].astype(np.int16)
+    return len(solid) == 0 or int((solid.max(0) - solid.min(0)).max()) <= INK_SPREAD
+
+
+def scale_16_bit(levels: np.ndarray, source: str) -> np.ndarray:
+    """16-bit grey levels (0 to 65535) scaled to 0..255, rounded."""
+    levels = levels.astype(np.int64)
+    if levels.size and (levels.min() < 0 or levels.max() > 65535):
+        raise BetaVAEError(f"{source}: grey levels from {levels.min()} to {levels.max()} are not 16-bit (0 to 65535)")
+    return np.rint(levels * (255 / 65535)).astype(np.uint8)

@@ -2,12 +2,15 @@
 
 dSprites' 737,280 images take 377 MB packed against 3 GB as bool, so the data set stays packed in memory (and on the
 GPU) and each batch is unpacked on the fly; indexing returns bool images, as a tensor of bool images would.
+`PaintedSprites` does the same for images made from binary sprites by a per-image rule (colour-dSprites: 9 GB as
+bytes), painting each batch when it is unpacked.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import warnings
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -19,7 +22,9 @@ class PackedImages:
     """Binary images (N, C, H, W) stored as rows of packed bits (N, ceil(C*H*W / 8)) uint8."""
 
     def __init__(self, rows: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int]):
-        self.rows = torch.as_tensor(rows)
+        with warnings.catch_warnings():  # a read-only memory-mapped cache is shared, not copied: nothing writes to it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.rows = torch.as_tensor(rows)
         self.image_shape = tuple(image_shape)
         if self.rows.dtype != torch.uint8 or self.rows.ndim != 2 or \
                 self.rows.shape[1] != math.ceil(math.prod(self.image_shape) / 8):
@@ -61,6 +66,72 @@ class PackedImages:
         """Consecutive chunks of at most `size` images, each unpacked on its own (never the whole set at once)."""
         for start in range(0, len(self), size):
             yield self[start:start + size]
+
+    def stored(self) -> tuple[torch.Tensor, ...]:
+        """The tensors that determine the images: what a data fingerprint hashes."""
+        return (self.rows,)
+
+
+class Painter(Protocol):
+    """Turns binary sprites (N, 1, H, W) and their grid indices (N,) into images (N, C, H, W) float32 in [0, 1]."""
+
+    name: str
+
+    def paint(self, sprites: torch.Tensor, index: torch.Tensor) -> torch.Tensor: ...
+
+
+class PaintedSprites:
+    """Images made from bit-packed binary sprites by a painter that sees each sprite and its grid index alone, so an
+    image is a function of its index: kept packed (plus the index, 8 bytes an image) and painted per batch."""
+
+    CHUNK = 256  # images painted at once (a painter may hold a few int64 tensors the size of its images)
+    dtype = torch.float32  # of the images indexing gives
+
+    def __init__(self, sprites: PackedImages, index: torch.Tensor, painter: Painter, channels: int):
+        self.sprites, self.index, self.painter, self.channels = sprites, torch.as_tensor(index), painter, channels
+        if len(self.index) != len(sprites):
+            raise ValueError(f"{len(self.index)} grid indices for {len(sprites)} sprites")
+
+    def __len__(self) -> int:
+        return len(self.sprites)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), self.channels, *self.sprites.image_shape[1:]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.sprites.device
+
+    def is_floating_point(self) -> bool:
+        return True
+
+    def __getitem__(self, index) -> torch.Tensor:
+        """The chosen images painted: (N, C, H, W) float32 for a slice or index tensor, (C, H, W) for an int."""
+        if isinstance(index, int):
+            return self[index:index + 1][0]
+        sprites, grid_index = self.sprites[index], self.index[index]
+        if len(sprites) <= self.CHUNK:
+            return self.painter.paint(sprites, grid_index)
+        return torch.cat([self.painter.paint(sprites[i:i + self.CHUNK], grid_index[i:i + self.CHUNK])
+                          for i in range(0, len(sprites), self.CHUNK)])
+
+    def take(self, index) -> "PaintedSprites":
+        """The chosen images, still packed."""
+        return PaintedSprites(self.sprites.take(index), self.index[index], self.painter, self.channels)
+
+    def to(self, device: torch.device | str) -> "PaintedSprites":
+        return PaintedSprites(self.sprites.to(device), self.index.to(device), self.painter, self.channels)
+
+    def split(self, size: int) -> Iterator[torch.Tensor]:
+        """Consecutive chunks of at most `size` images (and at most CHUNK: a float copy of many is large)."""
+        size = min(size, self.CHUNK)
+        for start in range(0, len(self), size):
+            yield self[start:start + size]
+
+    def stored(self) -> tuple[torch.Tensor, ...]:
+        """The sprites, their grid indices and the painter's name: what a data fingerprint hashes."""
+        return (*self.sprites.stored(), self.index, torch.tensor(list(self.painter.name.encode()), dtype=torch.uint8))
 
 
 def unpack_rows(rows: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Every data set by name: how it is fetched, loaded and validated, whether it has ground-truth factors, and which
-classifier scores its samples. Configuration, `betavae fetch`, loading, the classifier and the disentanglement command
-all ask this table, so a data set is interpreted in one place.
+"""Every data set by name: how it is fetched, loaded and validated, its ground-truth factors if it has any, and
+which classifier scores its samples. Configuration, `betavae fetch`, loading, the classifier, the help texts, Ada-GVAE
+and the disentanglement command all ask this table, so a data set is interpreted in one place.
 
-A name is one of the known data sets, or a path: an .npz file or a folder of PNG files (the user's own images).
+A name is one of the known data sets, or a path: an .npz file or a folder of PNG files (the user's own images). A data
+set with ground-truth factors is a `groundtruth.GroundTruthData` (one module) and one line of KNOWN.
 """
 
 from __future__ import annotations
@@ -12,34 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-
 from ..errors import BetaVAEError
-from . import dsprites, images, sources
+from . import images, sources
 from .dataset import Data, Split, split_raw
+from .dsprites import DSPRITES
+from .dsprites_variants import ColourDSprites, NoisyDSprites
+from .groundtruth import GroundTruthData
 from .pairs import FactorPairs
-from .packed import PackedImages
 from .sources import RawData
 
 
 @dataclass(frozen=True)
 class Dataset:
     """One data set: how to obtain it (`fetch`, returning a one-line summary), load it split (`load`), and, where
-    that saves memory, load one split alone (`load_split`)."""
+    that saves memory, load one split alone (`load_one`); `truth` holds its ground-truth factors, if it has any."""
 
     name: str
     fetch: Callable[[str | None], str]
     load: Callable[[str | None, int], Data]
-    factors: tuple[str, ...] = ()  # names of its ground-truth factors (those the disentanglement metrics need)
     classifier: str | None = None  # name of the cached classifier that scores its samples (None: pass --classifier)
-
     load_one: Callable[[str | None, int, str], Split] | None = None
-    pairs: Callable[[int], FactorPairs] | None = None  # partners sharing factors, for weak supervision (by val_size)
+    truth: GroundTruthData | None = None
 
     @property
     def has_factors(self) -> bool:
-        return bool(self.factors)
+        return self.truth is not None
 
     def load_split(self, data_dir: str | None, val_size: int, split: str) -> Split:
         if self.load_one is not None:
@@ -66,35 +64,26 @@ def _user_dataset(path: Path, read: Callable[[Path], RawData]) -> Dataset:
                    load=lambda data_dir, val_size: split_raw(read(path), val_size, str(path)))
 
 
-def load_dsprites(data_dir: str | None = None, val_size: int = 10000) -> Data:
-    """dSprites, bit-packed; held-out test and validation images drawn from the grid; labels are the shape."""
-    packed = dsprites.packed_images(data_dir)
-    split = {name: _dsprites_split(packed, index) for name, index in dsprites.split_indices(val_size).items()}
-    return Data("dsprites", split["train"], split["val"], split["test"])
-
-
-def load_dsprites_split(data_dir: str | None, val_size: int, name: str) -> Split:
-    """One split of dSprites alone (the 10,000 validation images need not copy the 717,280 training ones)."""
-    return _dsprites_split(dsprites.packed_images(data_dir), dsprites.split_indices(val_size)[name])
-
-
-def _dsprites_split(packed: np.ndarray, index: np.ndarray) -> Split:
-    labels = torch.from_numpy(dsprites.index_to_factors(index)[:, 0].astype(np.int64))  # the shape
-    return Split(PackedImages(packed[index], (1, dsprites.SIZE, dsprites.SIZE)), labels)
-
-
-def _fetch_dsprites(data_dir: str | None) -> str:
-    packed = dsprites.packed_images(data_dir)
-    source = data_dir or dsprites.cache_path()
-    return f"dsprites: {len(packed):,} binary images of {dsprites.SIZE}x{dsprites.SIZE} from {source}"
+def _ground_truth_dataset(truth: GroundTruthData) -> Dataset:
+    """A data set made from known factors: everything it does, it does through its ground-truth interface."""
+    return Dataset(truth.name, truth.fetch, truth.load, load_one=truth.load_split, truth=truth)
 
 
 KNOWN: dict[str, Dataset] = {
     "mnist": _idx_dataset(sources.MNIST),
     "fashion-mnist": _idx_dataset(sources.FASHION_MNIST),
-    "dsprites": Dataset("dsprites", _fetch_dsprites, load_dsprites, dsprites.FACTORS, load_one=load_dsprites_split,
-                        pairs=lambda val_size: FactorPairs(dsprites.SIZES, dsprites.split_indices(val_size)["train"])),
+    **{truth.name: _ground_truth_dataset(truth) for truth in (DSPRITES, ColourDSprites(), NoisyDSprites())},
 }
+
+
+def names_help() -> str:
+    """What --dataset may name, for help texts: the known data sets, or the user's own."""
+    return f"{', '.join(KNOWN)}, or a path to an .npz file or a folder of PNGs"
+
+
+def ground_truth_names() -> list[str]:
+    """The known data sets that have ground-truth factors, for help texts and errors."""
+    return [name for name, dataset in KNOWN.items() if dataset.has_factors]
 
 
 def is_path(name: str) -> bool:
@@ -142,11 +131,17 @@ def fetch(name: str, data_dir: str | None = None) -> str:
     return lookup(name).fetch(data_dir)
 
 
+def ground_truth(name: str, needed_by: str) -> GroundTruthData:
+    """The ground-truth factors of a data set, or one line saying that `needed_by` needs them and which data sets
+    have them."""
+    truth = lookup(name).truth
+    if truth is None:
+        names = ground_truth_names()
+        listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise BetaVAEError(f"{needed_by}, and {name} has no ground-truth factors; train with --dataset {listed}")
+    return truth
+
+
 def factor_pairs(name: str, val_size: int, needed_by: str) -> FactorPairs:
-    """Partners sharing ground-truth factors for the training images of a data set that has them (dSprites)."""
-    entry = lookup(name)
-    if entry.pairs is None:
-        with_factors = ", ".join(known for known, dataset in KNOWN.items() if dataset.pairs)
-        raise BetaVAEError(f"{needed_by} trains on pairs of images that share ground-truth factors, which {name} does "
-                           f"not have; use --dataset {with_factors} (or another objective)")
-    return entry.pairs(val_size)
+    """Partners sharing ground-truth factors for the training images of a data set that has them."""
+    return ground_truth(name, f"{needed_by} trains on pairs of images that share ground-truth factors").pairs(val_size)

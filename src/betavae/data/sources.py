@@ -137,9 +137,6 @@ FASHION_MNIST = IdxDataset(
     decoded_sha256="87a8e805024708ae9dff9fad6fcf1203da727f2662e1840e453853b918afd46c",
 )
 
-KNOWN = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
-
-
 def cache_dir() -> Path:
     """$XDG_CACHE_HOME/betavae, else ~/.cache/betavae."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

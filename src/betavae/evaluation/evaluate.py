@@ -19,7 +19,7 @@ from .. import data as datalib
 from ..errors import BetaVAEError
 from ..model import VAE
 from ..model.likelihood import active_units, elbo_terms, iwae_bound
-from ..model.objectives import BetaVAELoss
+from ..model.objectives import negative_elbo
 from ..runs import Run
 from . import quality
 from .classifier import default_classifier, features_and_probabilities, load_classifier
@@ -30,7 +30,7 @@ FORMAT = 1  # the layout of evaluation.json
 
 def elbo_repeats(model: VAE, split: datalib.Split, pixels: str, repeats: int, seed: int) -> dict[str, Any]:
     """The negative ELBO (beta = 1, one sampled z per image) over `repeats` noise draws: mean, sd and its terms."""
-    runs_ = [elbo_terms(model, split, BetaVAELoss(1.0), pixels, seed=seed + r) for r in range(repeats)]
+    runs_ = [elbo_terms(model, split, negative_elbo(), pixels, seed=seed + r) for r in range(repeats)]
     values = [r["neg_elbo"] for r in runs_]
     mean = lambda key: statistics.fmean(r[key] for r in runs_)  # noqa: E731
     return {
@@ -84,23 +84,19 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
                   "classifier_score": quality.classifier_score(real_p), "precision": floor_precision,
                   "recall": floor_recall, "class_histogram": quality.class_histogram(real_p)},
         "samplers": {}}
-    for kind in samplers.fitted_kinds(run):
-        sampler = samplers.for_run(run, kind)
-        generator = torch.Generator().manual_seed(seed + 11)
-        if kind == "class":
-            z, asked = sampler.draw_per_label(n, generator)
-        else:
-            z = sampler.draw(n, generator)
+    for name in samplers.available(run):
+        sampler = samplers.for_run(run, name)
+        codes = sampler.grid(n, torch.Generator().manual_seed(seed + 11))
         with torch.no_grad():
-            fake_f, fake_p = features(torch.sigmoid(run.model.decode(z)))
+            fake_f, fake_p = features(torch.sigmoid(run.model.decode(codes.z)))
         precision, recall = quality.precision_recall(real_f, fake_f)
         entry = {"frechet_distance": quality.frechet_distance(fake_f, real_f),
                  "classifier_score": quality.classifier_score(fake_p), "precision": precision, "recall": recall,
                  "class_histogram": quality.class_histogram(fake_p), "settings": sampler.settings}
-        if kind == "class":
-            hits = fake_p.argmax(1) == asked
-            entry["label_accuracy"] = {str(y): float(hits[asked == y].float().mean()) for y in sampler.labels}
-        section["samplers"][kind] = entry
+        if codes.labels is not None:  # drawn by label: how often the classifier agrees
+            hits = fake_p.argmax(1) == codes.labels
+            entry["label_accuracy"] = {str(y): float(hits[codes.labels == y].float().mean()) for y in sampler.labels}
+        section["samplers"][name] = entry
     return section
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .. import data as datalib
 from ..data import Split
 from .networks import VAE, posterior_draw
-from .objectives import BetaVAELoss
+from .objectives import Objective
 
 
 class Totals:
@@ -69,7 +69,7 @@ class Totals:
 
 
 @torch.no_grad()
-def elbo_terms(model: VAE, split: Split, objective: BetaVAELoss, pixels: str = "grey", batch_size: int = 1000,
+def elbo_terms(model: VAE, split: Split, objective: Objective, pixels: str = "grey", batch_size: int = 1000,
                seed: int = 0, step: int = 0) -> dict:
     """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
 

@@ -6,13 +6,12 @@ Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (s
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import Config
 from ..data import as_float
 from ..errors import BetaVAEError, first_line
 
@@ -84,7 +83,8 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None,
                sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> torch.Tensor:
         """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I), or from z drawn by a fitted
-        sampler (betavae.samplers: a mixture fitted to the posterior means, or one per label)."""
+        sampler (betavae.samplers: a mixture fitted to posterior draws of the training images, or one per label; a
+        run draws with `Run.sample(n, sampler=..., label=...)`)."""
         device = next(self.parameters()).device
         if sampler is None:
             z = torch.randn(n, self.latent_dim, generator=generator, device=device)
@@ -173,7 +173,17 @@ def init_output_bias(model: VAE, mean_image: torch.Tensor) -> None:
         last.bias.copy_(logit.mean(dim=(1, 2)))
 
 
-def build(config: Config, image_shape: tuple[int, int, int]) -> VAE:
+class Architecture(Protocol):
+    """What a model is built from (a run's Config has these fields)."""
+
+    arch: str
+    latent_dim: int
+    hidden: tuple[int, ...]
+    channels: tuple[int, ...]
+    activation: str
+
+
+def build(config: Architecture, image_shape: tuple[int, int, int]) -> VAE:
     """The model a configuration describes, for images of the given (C, H, W); a one-line error when it cannot be
     built (images too small for the convolutions, or layers too large for memory)."""
     try:

@@ -260,7 +260,7 @@ def curves_figure(records: list[dict]) -> plt.Figure:
 
 def rate_distortion_figure(rows: list[dict], parameter: str = "beta") -> plt.Figure:
     """KL (rate) against reconstruction (distortion) per sweep point, with dotted lines of equal negative ELBO; points
-    coloured by the swept KL weight (beta, or gamma for the capacity objective)."""
+    coloured by the swept value (beta, gamma, ...)."""
     figure, axis = plt.subplots(figsize=(6, 4.5))
     rate = np.array([r["kl"] for r in rows])
     distortion = np.array([r["recon"] for r in rows])
@@ -272,7 +272,7 @@ def rate_distortion_figure(rows: list[dict], parameter: str = "beta") -> plt.Fig
     symbol = {"beta": "β", "gamma": "γ"}.get(parameter, parameter)
     for value in sorted(set(r[parameter] for r in rows)):
         chosen = [i for i, r in enumerate(rows) if r[parameter] == value]
-        axis.scatter(rate[chosen], distortion[chosen], s=30, label=f"{symbol} = {value:g}", zorder=3)
+        axis.scatter(rate[chosen], distortion[chosen], s=30, label=f"{symbol} = {value:g}" if isinstance(value, float) else f"{symbol} = {value}", zorder=3)
     axis.set_xlabel("rate: KL (nats/image)")
     axis.set_ylabel("distortion: reconstruction (nats/image)")
     axis.set_ylim(distortion.min() * 0.95, distortion.max() * 1.05)

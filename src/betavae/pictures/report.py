@@ -121,8 +121,8 @@ FIGURES = (  # file under figures/, caption; latent maps and rate-distortion fig
     ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
     ("interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
     ("traversal.png", "Latent traversals, rows sorted by KL"),
-    ("samples_gmm.png", "Decodings of z from the Gaussian mixture fitted to the training images' codes"),
-    ("samples_class.png", "Decodings of z from each label's mixture, a row per label"),
+    *((f"{sampler.figure_name()}.png", f"Decodings of {sampler.caption()}")  # the figures of the fitted samplers
+      for sampler in samplers.SAMPLERS.values() if sampler.fitted),
 )
 FACTOR_FIGURES = (
     ("mutual_information.png", "Mutual information of each latent with each factor, over the factor's entropy "
@@ -133,7 +133,8 @@ FACTOR_FIGURES = (
 
 def missing_figures(run: Run) -> list[str]:
     """The figures a finished run should have and does not (the report leaves them out)."""
-    expected = [name for name, _ in FIGURES if not name.startswith("samples_")] + ["latent_map_pca.png"]
+    optional = {f"{sampler.figure_name()}.png" for sampler in samplers.SAMPLERS.values()}  # as the data allow
+    expected = [name for name, _ in FIGURES if name not in optional] + ["latent_map_pca.png"]
     return [name for name in expected if not (run.figure_dir / name).is_file()]
 
 
@@ -167,7 +168,7 @@ def write_report(run: Run) -> Path:
         metrics=table(metrics_rows(last)), note=html.escape(last.get("note", "")),
         config=table(sorted(config.to_dict().items())), figures=figures_html, evaluation=evaluation_html,
         payload=json.dumps(payload).replace("</", "<\\/"), decoder_js=asset("decoder.js"),
-        explorer_js=asset("explorer.js"))
+        explorer_js=asset("explorer.js"), samplers=html.escape(samplers.HELP))
     path = run.path / REPORT
     atomic.write_text(path, page)
     return path
@@ -181,9 +182,8 @@ TEMPLATE = """<!DOCTYPE html>
 <h2>Latent explorer</h2>
 <p class="note">Sliders set each latent coordinate (largest KL first); the image is decoded in this page from the
 embedded decoder weights (Bernoulli means). Click a point of the map (PCA of posterior means of validation images) to
-see that image and move the sliders to its mean. "draw z" sets the sliders to a new draw from the prior N(0, I), from
-the Gaussian mixture fitted to the training images' codes (gmm), or from one label's mixture (class).
-Decode time: <span id="decode-time">-</span>.</p>
+see that image and move the sliders to its mean. "draw z" sets the sliders to a new draw from the chosen sampler
+({samplers}). Decode time: <span id="decode-time">-</span>.</p>
 <div class="explorer">
   <div class="images"><canvas id="decoded" title="decoded"></canvas><canvas id="original" title="original"></canvas>
     <div class="note">left: decoded from the sliders; right: <span id="selected">the chosen image</span></div>

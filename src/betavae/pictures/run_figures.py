@@ -7,7 +7,10 @@ what changes between epochs is the model alone. Everything lands under runs/<nam
 from __future__ import annotations
 
 import io
+import re
+import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from PIL import Image
 from .. import atomic, samplers
 from .. import data as datalib
 from ..config import Config
-from ..errors import BetaVAEError
+from ..errors import BetaVAEError, first_line
 from ..model import VAE
 from ..runs import Run
 from ..training.callbacks import EpochEnd
@@ -96,7 +99,7 @@ def save_curves(run: Run) -> Path:
 
 
 def save_latent_map(run: Run, method: str = "pca") -> Path:
-    means, labels = read_latents(run.path)
+    means, labels = read_latents(run.path, run.config.latent_dim)
     try:
         embeddings, shared = figures.reduce_2d(means, method, run.config.seed)
     except ImportError as error:
@@ -108,12 +111,18 @@ def save_latent_map(run: Run, method: str = "pca") -> Path:
 # --- posterior means captured during training -----------------------------------------------------------------------
 
 def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray) -> None:
-    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically)."""
-    stored = {}
+    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically); a damaged file
+    of earlier epochs is replaced, with a warning."""
     path = Path(run_dir) / LATENTS
+    stored = {}
     if path.is_file():
-        with np.load(path, allow_pickle=False) as old:
-            stored = {k: old[k] for k in old.files}
+        try:
+            kept, kept_labels = load_latents(path, means.shape[1])
+            if not np.array_equal(kept_labels, labels):
+                raise ValueError(f"its labels are not those of the {len(labels)} images the latent map shows")
+            stored = {f"epoch_{e}": m for e, m in kept.items()}
+        except ValueError as error:
+            print(f"betavae: warning: {path} was damaged ({error}); it now holds epoch {epoch} alone", file=sys.stderr)
     stored[f"epoch_{epoch}"] = means.astype(np.float32)
     stored["labels"] = labels
     buffer = io.BytesIO()
@@ -121,17 +130,46 @@ def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray
     atomic.write_bytes(path, buffer.getvalue())
 
 
-def read_latents(run_dir: Path) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def read_latents(run_dir: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """The posterior means captured at each epoch (of latent_dim latents, when given) and their images' labels, or
+    one line naming the file and the fix."""
     path = Path(run_dir) / LATENTS
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            means = {int(k.split("_")[1]): stored[k] for k in stored.files if k.startswith("epoch_")}
-            labels = stored["labels"]
+        return load_latents(path, latent_dim)
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {LATENTS}; run betavae latent-map {run_dir} to capture them") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise BetaVAEError(f"{path} is corrupt ({error}); delete it and run betavae latent-map again") from None
-    return means, labels
+    except ValueError as error:
+        raise BetaVAEError(f"{path} is damaged ({error}); delete it and run betavae latent-map {run_dir} again, "
+                           "which captures the final model's means") from None
+
+
+def load_latents(path: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """latents.npz as training writes it: epoch_N arrays (images, latents) of floats and the images' labels;
+    ValueError saying what is wrong with anything else (a .npy, pickled objects, other keys, mismatched counts)."""
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"not a readable .npz archive: {first_line(error, 80)}") from None
+    labels = arrays.pop("labels", None)
+    if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError("it has no labels array of whole numbers")
+    if not arrays or not all(re.fullmatch("epoch_[0-9]{1,9}", key) for key in arrays):
+        raise ValueError("it holds arrays other than epoch_N and labels, or no epoch_N")
+    first = next(iter(arrays.values()))
+    width = latent_dim or (first.shape[1] if first.ndim == 2 else -1)  # -1: no shape matches
+    for key, means in arrays.items():
+        if means.dtype.kind != "f" or means.shape != (len(labels), width):
+            raise ValueError(f"{key} is {means.dtype} of shape {means.shape}, not floats of shape ({len(labels)}, "
+                             f"{latent_dim or 'latents'}) for its {len(labels)} labels")
+        if not np.isfinite(means).all():
+            raise ValueError(f"{key} holds NaN or infinite numbers")
+    return {int(key.split("_")[1]): means for key, means in arrays.items()}, labels
 
 
 # --- the callback that draws while training --------------------------------------------------------------------------
@@ -218,41 +256,21 @@ def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") 
     return figures.save_image(picture, run.figure_dir / "reconstruction.png")
 
 
-SOURCES = {"prior": "z ~ N(0,I)", "gmm": "z from a Gaussian mixture fitted to the training codes",
-           "class": "z from the mixture of label"}
-
-
-def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = "prior",
+def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, sampler: str = samplers.DEFAULT,
            components: int | None = None, digit: int | None = None) -> Path:
-    """A grid of n samples: decoded z from the prior, the fitted mixture, or the chosen label's mixture."""
-    if n < 1:
-        raise BetaVAEError(f"--n must be at least 1, got {n}")
-    if digit is not None and sampler != "class":
-        raise BetaVAEError(f"--digit needs --sampler class (got --sampler {sampler})")
-    seed = run.config.seed + 2 if seed is None else seed
-    fitted, generator = samplers.for_run(run, sampler, components), torch.Generator().manual_seed(seed)
-    if sampler == "class" and digit is None:  # one row per label
-        z, labels = fitted.draw_per_label(n, generator)
-        ncol = int((labels == labels[0]).sum())
-    else:
-        z, ncol = fitted.draw(n, generator, digit), min(n, 8)
+    """A grid of n samples of the named sampler (of one label with digit), as Run.sample draws them."""
+    seed = samplers.default_seed(run) if seed is None else seed
+    codes = samplers.sample_codes(run, n, sampler, digit, seed, components)
     what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
-    source = SOURCES[sampler] + (f" {digit}" if digit is not None else "")
-    if sampler == "class" and digit is None:
-        source = "z from each label's mixture, a row per label"
-    picture = figures.sample_grid(run.model, z, ncol, f"{source}, seed {seed}: {what}", draw, seed)
-    name = "samples" + ("" if sampler == "prior" else f"_{sampler}") + (f"_{digit}" if digit is not None else "")
-    return figures.save_image(picture, run.figure_dir / f"{name}{'_drawn' if draw else ''}.png")
+    picture = figures.sample_grid(run.model, codes.z, codes.ncol, f"{codes.caption}, seed {seed}: {what}", draw, seed)
+    name = samplers.get(sampler).figure_name(digit) + ("_drawn" if draw else "")
+    return figures.save_image(picture, run.figure_dir / f"{name}.png")
 
 
 def save_sampler_grids(run: Run, seed: int) -> list[Path]:
-    """The fitted samplers' grids beside the prior's: 64 mixture samples and, for labelled data, one row of 10 per
-    label."""
-    kinds = samplers.fitted_kinds(run)
-    paths = [sample(run, N_SAMPLES, seed, sampler="gmm")] if "gmm" in kinds else []
-    if "class" in kinds:
-        paths.append(sample(run, 10 * len(run.training_sample.labels.unique()), seed, sampler="class"))
-    return paths
+    """The fitted samplers' grids beside the prior's samples: 64 samples each, or a row of 10 per label."""
+    fitted = [name for name in samplers.available(run) if samplers.get(name).fitted]
+    return [sample(run, samplers.for_run(run, name).figure_size, seed, sampler=name) for name in fitted]
 
 
 def interpolate(run: Run, pairs: list[tuple[int, int]] | None = None, files: list[str] | None = None,
@@ -283,15 +301,16 @@ def latent_map(run: Run, method: str = "pca") -> Path:
     return save_latent_map(run, method)
 
 
-def save_factor_figures(run: Run, result: dict, factor_names: tuple[str, ...], traversal_image: torch.Tensor
-                        ) -> list[Path]:
-    """The disentanglement figures: each latent's information about each factor, and traversals whose rows name the
-    factor each latent captures best."""
+def save_factor_figures(run: Run, result: dict) -> list[Path]:
+    """The disentanglement figures of a run on a data set with ground-truth factors: each latent's information about
+    each factor, and traversals of the data set's traversal image whose rows name the factor each latent captures
+    best."""
+    truth = datalib.ground_truth(run.config.dataset, "the factor figures show a run against ground-truth factors")
     information = np.array(result["details"]["mig"]["normalized_mutual_information"])
-    heat = figures.save_figure(figures.information_figure(information, factor_names, result["kl_per_dim"]),
+    heat = figures.save_figure(figures.information_figure(information, truth.factor_names, result["kl_per_dim"]),
                                run.figure_dir / "mutual_information.png")
-    labels = factor_labels(information, factor_names)
-    figure, _ = figures.traversal_figure(run.model, traversal_image, result["kl_per_dim"], row_labels=labels)
+    labels = factor_labels(information, truth.factor_names)
+    figure, _ = figures.traversal_figure(run.model, truth.traversal_image(), result["kl_per_dim"], row_labels=labels)
     return [heat, figures.save_figure(figure, run.figure_dir / "traversal_factors.png")]
 
 

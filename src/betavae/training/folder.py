@@ -32,19 +32,21 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from .. import atomic
-from ..config import Config, from_dict
+from ..config import Config, from_saved
 from ..errors import BetaVAEError, first_line
-from ..model import networks, objectives
+from ..model import networks
 from ..version import __version__
 
 CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
 REPORT, EVALUATION, DISENTANGLEMENT, LATENTS = "report.html", "evaluation.json", "disentanglement.json", "latents.npz"
 FIGURES, SAMPLERS, TENSORBOARD = "figures", "samplers", "tensorboard"
+UDR = "udr.json"
 RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRICS_CSV, STATUS, REPORT, EVALUATION,
-             DISENTANGLEMENT, LATENTS)
+             DISENTANGLEMENT, LATENTS, UDR)
 RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
-FORMAT = 1  # the layout of config.json and of metrics records; 0 = written before the field existed
+FORMAT = 2  # the layout of config.json and of metrics records; 0 = written before the field existed, 1 = flat
+# objective settings
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
     atomic.write_json(run_dir / CONFIG, {
         "format": FORMAT,
         "config": meta.config.to_dict(),
-        "objective": {**objectives.settings(meta.config), "loss": objectives.build(meta.config).describe()},
+        "objective": {"name": meta.config.objective, **meta.config.settings,
+                      "loss": meta.config.build_objective().describe()},
         "image_shape": list(meta.image_shape),
         "data_fingerprint": meta.data_fingerprint,
         "split_fingerprints": dict(meta.split_fingerprints),
@@ -88,7 +91,7 @@ def read_meta(run_dir: str | Path) -> RunMeta:
     try:
         saved = json.loads(path.read_text())
         check_format(saved.get("format", 0), path)
-        return RunMeta(from_dict(saved["config"]), _image_shape(saved["image_shape"]),
+        return RunMeta(from_saved(saved["config"], saved.get("format", 0)), _image_shape(saved["image_shape"]),
                        _typed(saved, "data_fingerprint", str, ""), _fingerprints(saved.get("split_fingerprints", {})),
                        _typed(saved, "figures", bool, True), _commands(saved), _typed(saved, "run_id", str, ""))
     except FileNotFoundError:

@@ -126,8 +126,9 @@ def check_resumable(run_dir: str | Path, names: Iterable[str]) -> None:
 
 
 def changed_fields(saved: Config, requested: Config) -> list[str]:
-    before = saved.to_dict()
-    return sorted(name for name, value in requested.to_dict().items() if before[name] != value)
+    """The fields and objective settings that differ, by name."""
+    before, after = saved.flat(), requested.flat()
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
 def check_never_trained(run_dir: Path, status: dict[str, Any], records: list[dict[str, Any]]) -> None:

@@ -71,7 +71,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)  # one kernel per step
         # A finiteness check waits for the device: on a GPU it runs every 100 steps (and on each epoch's totals).
         self.finite_check_every = 1 if self.device.type == "cpu" else 100
-        self.objective = objectives.build(config, dataset_size=len(data.train)).to(self.device)
+        self.objective = config.build_objective(dataset_size=len(data.train)).to(self.device)
         if self.context.distributed and not self.objective.distributable:
             raise BetaVAEError(f"the {config.objective} objective trains on one process (its pairs or discriminator "
                                "would be split between processes); run it without --nproc")
@@ -270,14 +270,12 @@ class Trainer:
                                             seed=self.config.seed + 10_000, step=self.step)
         record: dict[str, Any] = {
             "epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-            "kl_weight": self.objective.kl_weight(self.step),
+            **self.objective.logged(self.step),  # its schedule at this step: a KL weight, a capacity
             "train": train_means or evaluate(self.data.train.sample(MAX_UNTRAINED_EVAL)),
             "train_seconds": round(seconds, 3),
             "images_per_second": round(images / seconds, 1) if seconds > 0 else None,  # a cut-short epoch too
             "note": EVAL_NOTE,
         }
-        if isinstance(self.objective, objectives.CapacityLoss):
-            record["capacity"] = self.objective.capacity(self.step)
         if len(self.data.val):
             record["val"] = evaluate(self.data.val)
         return record

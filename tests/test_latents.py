@@ -1,0 +1,79 @@
+"""latents.npz, the posterior means the latent maps show: what is not what training wrote is refused in one line that
+names the file and the fix, and training replaces a damaged one instead of failing."""
+
+import io
+
+import numpy as np
+import pytest
+
+from betavae import cli
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.pictures import run_figures
+from betavae.training import fit
+
+from .conftest import synthetic_images
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latents")
+    x, y = synthetic_images(200, (12, 12))
+    np.savez(root / "d.npz", images=x, labels=y)
+    config = Config(dataset=str(root / "d.npz"), val_size=40, hidden=(16,), latent_dim=3, epochs=1,
+                    latent_map_size=30)
+    return fit(config, root / "r", log=lambda line: None)
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+MEANS, LABELS = np.zeros((30, 3), np.float32), np.arange(30) % 4
+DAMAGE = {  # the file's bytes -> what the line says
+    "a .npy renamed": (lambda: npy_bytes(MEANS), "not an .npz archive"),
+    "mismatched labels": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS[:20]), "for its 20 labels"),
+    "pickled objects": (lambda: npz_bytes(epoch_1=MEANS, labels=np.array([{"x": 1}] * 30, dtype=object)),
+                        "allow_pickle=False"),
+    "another latent size": (lambda: npz_bytes(epoch_1=np.zeros((30, 5), np.float32), labels=LABELS), "(30, 3)"),
+    "no labels": (lambda: npz_bytes(epoch_1=MEANS), "no labels array"),
+    "string labels": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS.astype(str)), "no labels array"),
+    "another array": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, code=MEANS), "other than epoch_N"),
+    "NaN means": (lambda: npz_bytes(epoch_1=MEANS + np.nan, labels=LABELS), "NaN or infinite"),
+    "text": (lambda: b"not an archive", "latents.npz is damaged"),
+    "empty": (lambda: b"", "latents.npz is damaged"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_latents_file_is_one_line_naming_the_fix(run_dir, damage, capsys):
+    make, message = DAMAGE[damage]
+    (run_dir / run_figures.LATENTS).write_bytes(make())
+    assert cli.main(["latent-map", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert f"{run_dir / run_figures.LATENTS}" in err and "delete it and run betavae latent-map" in err
+    (run_dir / run_figures.LATENTS).unlink()  # the fix the line gives
+    assert cli.main(["latent-map", str(run_dir)]) == 0
+
+
+def test_training_replaces_a_damaged_latents_file_with_a_warning(run_dir, capsys):
+    path = run_dir / run_figures.LATENTS
+    path.write_bytes(npz_bytes(epoch_1=MEANS, labels=LABELS[:20]))
+    run_figures.add_latents(run_dir, 2, MEANS + 1, LABELS)
+    err = capsys.readouterr().err
+    assert f"{path} was damaged" in err and err.count("\n") == 1
+    means, labels = run_figures.read_latents(run_dir, 3)
+    assert list(means) == [2] and np.array_equal(labels, LABELS)
+    run_figures.add_latents(run_dir, 3, MEANS, LABELS)  # a sound file keeps its epochs
+    assert sorted(run_figures.read_latents(run_dir, 3)[0]) == [2, 3] and capsys.readouterr().err == ""
+    with pytest.raises(BetaVAEError, match="not floats of shape"):
+        run_figures.read_latents(run_dir, 4)
