@@ -89,22 +89,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .api import train
+    """A new run (betavae.train), or with --resume the continued one (betavae.resume); the options given must be
+    those of the mode."""
+    from .api import resume, train
 
-    figures = False if args.no_figures else (True if args.figures else None)  # None: as the run did before
     if args.resume:
+        from .training.resuming import check_resumable
+
         ignored = [option for option, given in (("--name", args.name), ("--preset", args.preset),
                                                 ("--config", args.config), ("--overwrite", args.overwrite)) if given]
         if ignored:
             raise BetaVAEError(f"{', '.join(ignored)} cannot be used with --resume, which continues {args.resume} "
                                "as it is; leave them out")
-        run_dir = train(run_dir=args.resume, resume=True, changes=overrides_from_args(args), figures=figures,
-                        from_best=args.from_best, data_changed_ok=args.data_changed_ok)
+        changes = overrides_from_args(args)
+        check_resumable(args.resume, changes)
+        figures = False if args.no_figures else (True if args.figures else None)  # None: as the run did before
+        run_dir = resume(args.resume, **changes, figures=figures, from_best=args.from_best,
+                         data_changed_ok=args.data_changed_ok)
     else:
-        if args.from_best or args.data_changed_ok:
-            raise BetaVAEError("--from-best and --data-changed-ok apply to --resume RUN only")
-        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs, figures=figures,
-                        overwrite=args.overwrite)
+        if args.from_best or args.data_changed_ok or args.figures:
+            raise BetaVAEError("--from-best, --data-changed-ok and --figures apply to --resume RUN only")
+        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs,
+                        figures=not args.no_figures, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
 
 
@@ -158,32 +164,52 @@ def parse_indices(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"indices look like 0,1,2, got {text!r}") from None
 
 
-def figure_command(name: str):
-    """The handler of a figure command: open the finished run, make the figure, print its path."""
-    def handler(args: argparse.Namespace) -> None:
-        from .pictures import run_figures
-        from .runs import Run
+def finished_run(args: argparse.Namespace):
+    """The finished run a figure command draws from."""
+    from .runs import Run
 
-        run = Run.open(args.run, finished=True)
-        if name == "reconstruct":
-            path = run_figures.reconstruct(run, args.indices, args.split)
-        elif name == "sample":
-            path = run_figures.sample(run, args.n, args.seed, args.draw, args.sampler, args.components, args.digit)
-        elif name == "interpolate":
-            path = run_figures.interpolate(run, args.pairs, args.images, args.steps, args.method)
-        elif name == "traverse":
-            path = run_figures.traverse(run, args.index, args.span)
-        elif name == "latent-map":
-            path = run_figures.latent_map(run, args.method)
-        else:
-            from .pictures.report import missing_figures, write_report
+    return Run.open(args.run, finished=True)
 
-            path = write_report(run)
-            if missing_figures(run):
-                print(f"betavae: note: the report lacks {', '.join(missing_figures(run))}, which training draws at its "
-                      f"end; a run trained with --no-figures has none", file=sys.stderr)
-        print(path)
-    return handler
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.reconstruct(finished_run(args), args.indices, args.split))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.sample(finished_run(args), args.n, args.seed, args.draw, args.sampler, args.components,
+                             args.digit))
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.interpolate(finished_run(args), args.pairs, args.images, args.steps, args.method))
+
+
+def cmd_traverse(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.traverse(finished_run(args), args.index, args.span))
+
+
+def cmd_latent_map(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.latent_map(finished_run(args), args.method))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .pictures.report import missing_figures, write_report
+
+    run = finished_run(args)
+    print(write_report(run))
+    if missing_figures(run):
+        print(f"betavae: note: the report lacks {', '.join(missing_figures(run))}, which training draws at its end; a "
+              "run trained with --no-figures has none", file=sys.stderr)
 
 
 def cmd_curves(args: argparse.Namespace) -> None:
@@ -275,17 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the named configurations")
     presets.set_defaults(func=cmd_presets)
 
-    def figure_parser(name: str, help: str) -> argparse.ArgumentParser:
+    def figure_parser(name: str, help: str, handler) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("run", metavar="RUN", help="a finished run folder, e.g. runs/betavae-mnist-...")
-        sub.set_defaults(func=figure_command(name))
+        sub.set_defaults(func=handler)
         return sub
 
-    sub = figure_parser("reconstruct", "ground truth over reconstruction")
+    sub = figure_parser("reconstruct", "ground truth over reconstruction", cmd_reconstruct)
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
     sub = figure_parser("sample", "decode z drawn from a sampler: the prior N(0, I), a mixture fitted to the training "
-                                  "codes, or a chosen digit's mixture")
+                                  "codes, or a chosen digit's mixture", cmd_sample)
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=int, help="default: the run's seed + 2, the seed of the samples training draws")
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
@@ -294,17 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)
     sub.add_argument("--digit", type=int,
                      help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
-    sub = figure_parser("interpolate", "walk between the posterior means of two images")
+    sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
     sub.add_argument("--steps", type=int, default=16)
     sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
-    sub = figure_parser("traverse", "sweep each latent dimension around an image's mean")
+    sub = figure_parser("traverse", "sweep each latent dimension around an image's mean", cmd_traverse)
     sub.add_argument("--index", type=int, default=0, help="validation image index")
     sub.add_argument("--span", type=bounded(float, 1e-6), default=3.0, help="how far from the mean, in prior sds")
-    sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs")
+    sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs",
+                        cmd_latent_map)
     sub.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca")
-    figure_parser("report", "write runs/<name>/report.html")
+    figure_parser("report", "write runs/<name>/report.html", cmd_report)
     curves = commands.add_parser("curves", help="training curves from metrics.jsonl")
     curves.add_argument("run", metavar="RUN")
     curves.set_defaults(func=cmd_curves)

@@ -219,7 +219,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             raise BetaVAEError(f"{path} is damaged at line {number}; restore it from a backup, or write that line "
-                               f"again from the same epoch's row of {METRICS_CSV}, which holds the same numbers") from None
+                               f"again from the same epoch's row of {METRICS_CSV}, which holds the same "
+                               "numbers") from None
         check_format(records[-1].get("format", 0), path)
     return records
 
