@@ -18,6 +18,7 @@ LAYERS = [  # lowest first; the layer of a module is that of its top-level modul
     {"pictures", "evaluation"},  # siblings: neither imports the other
     {"api"},
     {"sweep"},
+    {"arguments"},  # the command line's options and argparse types
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -117,6 +117,14 @@ def requested_config(run_dir: Path, saved: Config, changes: Mapping[str, Any]) -
     return requested
 
 
+def resumable_options(run_dir: str | Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Of the options a command line gives with --resume, those a resume changes; the others must equal what the run
+    was trained with (the original command, repeated with --resume, continues the run), else one line refuses."""
+    saved = folder.read_meta(run_dir).config
+    check_resumable(run_dir, changed_fields(saved, from_dict(dict(options), saved)))
+    return {name: value for name, value in options.items() if name in RESUMABLE_CHANGES}
+
+
 def check_resumable(run_dir: str | Path, names: Iterable[str]) -> None:
     """Refuse a change a resume may not make (the command line refuses the options it is given the same way)."""
     refused = sorted(name for name in names if name not in RESUMABLE_CHANGES)
