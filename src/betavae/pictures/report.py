@@ -7,6 +7,7 @@ import base64
 import copy
 import html
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 from .. import atomic, samplers
 from .. import data as datalib
 from ..model.networks import ACTIVATIONS, VAE, ConvDecoder
+from ..errors import first_line
 from ..runs import Run
 from ..training import folder
 from ..training.callbacks import kl_per_dim
@@ -154,13 +156,7 @@ def write_report(run: Run) -> Path:
         *[image_tag(p, p.stem.replace("_", " ")) for p in sorted(out.glob("rate_distortion*.png"))],
         *[image_tag(out / name, caption) for name, caption in FACTOR_FIGURES],
     ])
-    evaluation = run.path / folder.EVALUATION
-    evaluation_html = (f"<h2>Evaluation</h2><pre>{html.escape(evaluation.read_text())}</pre>"
-                       if evaluation.is_file() else "")
-    disentanglement = run.path / folder.DISENTANGLEMENT
-    if disentanglement.is_file():
-        scores = json.loads(disentanglement.read_text()).get("scores", {})
-        evaluation_html += "<h2>Disentanglement</h2>" + table(list(scores.items()))
+    evaluation_html = results_html(run)
     config = run.config
     page = TEMPLATE.format(
         title=html.escape(f"betavae run {run.name}"), css=asset("report.css"),
@@ -173,6 +169,44 @@ def write_report(run: Run) -> Path:
     path = run.path / REPORT
     atomic.write_text(path, page)
     return path
+
+
+def results_html(run: Run) -> str:
+    """The sections of the results `betavae evaluate` and `betavae disentanglement` saved in the run, if any."""
+    sections = ""
+    evaluation = saved_result(run.path / folder.EVALUATION, f"betavae evaluate {run.path}")
+    if evaluation is not None:
+        sections += f"<h2>Evaluation</h2><pre>{html.escape(json.dumps(evaluation, indent=2, sort_keys=True))}</pre>"
+    disentanglement = saved_result(run.path / folder.DISENTANGLEMENT, f"betavae disentanglement {run.path}")
+    if disentanglement is not None:
+        scores = disentanglement.get("scores")
+        if isinstance(scores, dict) and all(isinstance(v, (int, float)) for v in scores.values()):
+            sections += "<h2>Disentanglement</h2>" + table(list(scores.items()))
+        else:
+            damaged(run.path / folder.DISENTANGLEMENT, "its scores are not a table of numbers",
+                    f"betavae disentanglement {run.path}")
+    return sections
+
+
+def saved_result(path: Path, command: str) -> dict[str, Any] | None:
+    """A result a command saved as a JSON object; None when there is none, or (with a warning line) when it is
+    damaged: the report leaves its section out rather than fail."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_bytes())
+        if isinstance(result, dict):
+            return result
+        problem = "not a JSON object"
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        problem = first_line(error, 80)
+    damaged(path, problem, command)
+    return None
+
+
+def damaged(path: Path, problem: str, command: str) -> None:
+    print(f"betavae: warning: {path} is damaged ({problem}); the report leaves it out (write it again with: "
+          f"{command})", file=sys.stderr)
 
 
 TEMPLATE = """<!DOCTYPE html>

@@ -295,7 +295,7 @@ def traverse(run: Run, index: int = 0, span: float = 3.0) -> Path:
 
 def latent_map(run: Run, method: str = "pca") -> Path:
     """From the means captured during training; captured now from the final model when training kept none."""
-    if not (run.path / LATENTS).is_file():
+    if not (run.path / LATENTS).exists():  # a folder in its place is damage, named by read_latents
         inputs = Inputs.of(run.reference_split(), run.config)
         add_latents(run.path, run.status["epoch"], run.model.posterior_means(inputs.map_images), inputs.map_labels)
     return save_latent_map(run, method)

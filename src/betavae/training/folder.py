@@ -216,13 +216,50 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise BetaVAEError(f"{path} is damaged at line {number}; restore it from a backup, or write that line "
-                               f"again from the same epoch's row of {METRICS_CSV}, which holds the same "
-                               "numbers") from None
+            records.append(check_record(json.loads(line), records[-1] if records else None))
+        except ValueError as error:  # JSONDecodeError is one
+            raise BetaVAEError(f"{path} is damaged at line {number} ({first_line(error, 80)}); restore it from a "
+                               f"backup, or write that line again from the same epoch's row of {METRICS_CSV}, which "
+                               "holds the same numbers") from None
         check_format(records[-1].get("format", 0), path)
     return records
+
+
+def check_record(record: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """An epoch record as training writes it (its epoch, step and each split's losses and KL per latent, as many
+    latents as the record before), else ValueError saying what is wrong: the readers index it without checks."""
+    if not isinstance(record, dict):
+        raise ValueError("not a record")
+    for key in ("epoch", "step"):
+        if not (_is_number(record.get(key)) and isinstance(record[key], int) and record[key] >= 0):
+            raise ValueError(f"{key} is not a whole number")
+    for key in ("lr", "kl_weight", "train_seconds", "images_per_second"):
+        if record.get(key) is not None and not _is_number(record[key]):
+            raise ValueError(f"{key} is not a number")
+    if not isinstance(record.get("note", ""), str):
+        raise ValueError("note is not text")
+    if "train" not in record:
+        raise ValueError("it has no train losses")
+    for split in ("train", "val"):
+        if split in record:
+            _check_split(record[split], split, previous.get(split) if previous else None)
+    return record
+
+
+def _check_split(losses: Any, split: str, previous: Any) -> None:
+    if not (isinstance(losses, dict) and all(_is_number(losses.get(k)) for k in ("loss", "recon", "kl", "neg_elbo"))):
+        raise ValueError(f"{split} is not a table of loss, recon, kl and neg_elbo")
+    kl = losses.get("kl_per_dim")
+    if not (isinstance(kl, list) and kl and all(_is_number(v) for v in kl)):
+        raise ValueError(f"{split} kl_per_dim is not a list of numbers")
+    if previous is not None and len(kl) != len(previous["kl_per_dim"]):
+        raise ValueError(f"{split} kl_per_dim has {len(kl)} latents, the record before {len(previous['kl_per_dim'])}")
+    if losses.get("active_units") is not None and not isinstance(losses["active_units"], int):
+        raise ValueError(f"{split} active_units is not a whole number")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: str = "") -> None:

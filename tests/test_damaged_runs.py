@@ -1,0 +1,147 @@
+"""Damaged run files, generated: every file of a finished run truncated, with flipped bytes, replaced by random bytes,
+by JSON of the wrong types, by an empty file or by a folder; every command that reads a run then ends with 0, or with
+1 and one line naming the problem, never a traceback."""
+
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from betavae import cli
+from betavae.training import folder
+
+from .conftest import synthetic_images
+
+FILES = (folder.CONFIG, folder.STATUS, folder.METRICS_JSONL, folder.CHECKPOINT, folder.BEST_CHECKPOINT,
+         folder.WEIGHTS, f"{folder.SAMPLERS}/*.safetensors", folder.LATENTS, folder.EVALUATION,
+         folder.DISENTANGLEMENT, folder.UDR)
+COMMANDS = {  # what each command reads of a run, with sizes that keep it quick
+    "report": ["report"],
+    "sample": ["sample", "--n", "4", "--sampler", "gmm"],
+    "reconstruct": ["reconstruct", "--indices", "0,1"],
+    "interpolate": ["interpolate", "--pairs", "0:1", "--steps", "3"],
+    "traverse": ["traverse"],
+    "latent-map": ["latent-map"],
+    "curves": ["curves"],
+    "evaluate": ["evaluate", "--samples", "8", "--importance-samples", "2", "--repeats", "1", "--no-probes"],
+    "resume": ["train", "--epochs", "2", "--resume"],
+}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+damages = st.one_of(
+    st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True)),
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+                                        min_size=1, max_size=4)),
+    st.tuples(st.just("random bytes"), st.binary(max_size=300)),
+    st.tuples(st.just("json"), json_values),
+    st.tuples(st.just("field"), st.integers(0, 50), st.integers(0, 50), json_values),
+    st.tuples(st.just("empty")),
+    st.tuples(st.just("directory")),
+)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """One tiny finished run with every file a run can hold: figures and samplers from training, evaluation.json
+    from evaluate, disentanglement.json and udr.json as those commands write them."""
+    root = tmp_path_factory.mktemp("damaged")
+    x, y = synthetic_images(200, (12, 12))
+    np.savez(root / "d.npz", images=x, labels=y)
+    run = root / "r"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert cli.main(["train", "--dataset", str(root / "d.npz"), "--val-size", "40", "--hidden", "16",
+                         "--latent-dim", "2", "--batch-size", "32", "--epochs", "1", "--runs", str(root),
+                         "--name", "r"]) == 0
+        assert cli.main(["sample", str(run), "--n", "4", "--sampler", "gmm"]) == 0  # fits and keeps the sampler
+        assert cli.main(["evaluate", str(run), *COMMANDS["evaluate"][1:]]) == 0
+    kl = [0.5, 0.1]
+    (run / folder.DISENTANGLEMENT).write_text(json.dumps({
+        "format": 1, "run": str(run), "seed": 0, "kl_per_dim": kl, "details": {},
+        "scores": {"beta_vae": 0.5, "factor_vae": 0.4, "mig": 0.1, "dci_disentanglement": 0.2,
+                   "dci_completeness": 0.2, "dci_informativeness": 0.6, "sap": 0.05}}))
+    (run / folder.UDR).write_text(json.dumps({
+        "format": 1, "dataset": str(root / "d.npz"), "kl_threshold": 0.01, "variant": "lasso", "run": str(run),
+        "udr": 0.3, "rank": 1, "informative_latents": [0], "latent_dim": 2, "against": {}, "of": 2,
+        "best": str(run)}))
+    assert all(list(run.glob(name)) for name in FILES)
+    return run
+
+
+def damaged_bytes(original: bytes, damage: tuple) -> bytes:
+    """The bytes a file holds after a damage (all but "directory")."""
+    kind, *args = damage
+    if kind == "truncate":
+        return original[:int(len(original) * args[0])]
+    if kind == "flip":
+        data = bytearray(original)
+        for where, mask in args[0]:
+            if data:
+                data[int(len(data) * where)] ^= mask
+        return bytes(data)
+    if kind == "random bytes":
+        return args[0]
+    if kind == "field":
+        return json_with_a_field_replaced(original, *args)
+    if kind == "json":
+        return json.dumps(args[0]).encode()
+    return b""
+
+
+def json_with_a_field_replaced(original: bytes, line: int, key: int, value) -> bytes:
+    """One value of a JSON file (or of one line of a JSON-lines file) replaced; a file of no JSON becomes value."""
+    try:
+        records = [json.loads(text) for text in original.decode().splitlines() if text.strip()]
+    except ValueError:
+        return json.dumps(value).encode()
+    record = records[line % len(records)]
+    if isinstance(record, dict) and record:
+        record[sorted(record)[key % len(record)]] = value
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def damage_copy(run: Path, pattern: str, damage: tuple, into: Path) -> Path:
+    """A copy of the run folder with the files a pattern names damaged."""
+    copy = into / run.name
+    shutil.copytree(run, copy)
+    for path in copy.glob(pattern):
+        original = path.read_bytes()
+        path.unlink()
+        if damage[0] == "directory":
+            path.mkdir()
+        else:
+            path.write_bytes(damaged_bytes(original, damage))
+    return copy
+
+
+def run_command(command: str, run: Path) -> tuple[int, str]:
+    """A command in-process on a run: its exit code and what it wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = cli.main([*COMMANDS[command], str(run)])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("pattern", FILES)
+@pytest.mark.parametrize("command", COMMANDS)
+@settings(max_examples=15, deadline=None, derandomize=True, database=None, phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(damage=damages)
+def test_a_damaged_run_file_never_ends_in_a_traceback(finished_run, pattern, command, damage):
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = damage_copy(finished_run, pattern, damage, Path(scratch))
+        code, err = run_command(command, copy)
+    assert code in (0, 1), err
+    if code == 1:
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("betavae: error: ") and "Traceback" not in err, err
+        assert sum(line.startswith("betavae: error") for line in lines) == 1, err
