@@ -10,11 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import BetaVAEError
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces the target, on failure it vanishes."""
     target = Path(target)
+    if target.is_dir():  # os.replace cannot put a file there: say so before anything is written
+        raise BetaVAEError(f"{target} is a folder where betavae writes a file; move it away and run the command again")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
