@@ -8,7 +8,8 @@ import betavae
 
 ROOT = Path(betavae.__file__).parent
 LAYERS = [  # lowest first; the layer of a module is that of its top-level module or package
-    {"errors", "atomic", "version"},
+    {"errors", "version"},
+    {"atomic"},  # its writes refuse in one line (errors)
     {"data"},
     {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
     {"config"},  # holds the objective's settings classes
