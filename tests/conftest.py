@@ -28,6 +28,17 @@ def synthetic_data(n_train: int = 192, n_val: int = 64, n_test: int = 64, size=(
                 Split.from_numpy(images[b:], labels[b:]))
 
 
+PAINTS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], np.float32)  # a colour per class of synthetic_images
+
+
+def synthetic_colour_data(n_train: int = 192, n_val: int = 64, n_test: int = 64, size=(12, 12)) -> Data:
+    """synthetic_data's squares in colour, one colour per class: images (N, 3, H, W)."""
+    grey = synthetic_data(n_train, n_val, n_test, size)
+    paint = lambda split: Split(split.images * torch.from_numpy(PAINTS[split.labels])[:, :, None, None],  # noqa: E731
+                                split.labels)
+    return Data("synthetic-colour", paint(grey.train), paint(grey.val), paint(grey.test))
+
+
 @pytest.fixture
 def data() -> Data:
     return synthetic_data()

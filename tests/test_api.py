@@ -1,5 +1,6 @@
 """The one entry point: betavae.train resolves, names and watches a run exactly as `betavae train` does."""
 
+import inspect
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import betavae
 from betavae import api, cli
 from betavae.config import DEFAULT_PRESET, preset
 from betavae.training import folder
+from betavae.training.resuming import RESUMABLE_CHANGES
 
 
 SETTINGS = {"hidden": "16", "latent_dim": "2", "batch_size": "32", "epochs": "1", "val_size": "40"}
@@ -51,12 +53,15 @@ def test_figures_and_report_can_be_turned_off(npz, tmp_path):
     assert (run / folder.WEIGHTS).is_file()
 
 
-def test_resume_changes_are_decided_in_one_place(npz, tmp_path, capsys):
+def test_train_and_resume_each_take_their_own_parameters(npz, tmp_path, capsys):
     config = betavae.resolve(overrides={"dataset": str(npz), **SETTINGS})
     run = betavae.train(config, tmp_path / "r", figures=False, progress=False, log=lambda line: None)
-    betavae.train(run_dir=run, resume=True, changes={"epochs": "2"}, figures=False, log=lambda line: None)
+    betavae.resume(betavae.Run.open(run), epochs=2, log=lambda line: None)  # a Run, or its folder
     assert folder.read_status(run)["epoch"] == 2
-    with pytest.raises(betavae.BetaVAEError, match="cannot change beta when resuming"):
-        betavae.train(run_dir=run, resume=True, changes={"beta": 3}, figures=False)
+    assert not list(run.rglob("*.png"))  # figures as the run did before: none
+    with pytest.raises(TypeError, match="beta"):
+        betavae.resume(run, beta=3)
     assert cli.main(["train", "--resume", str(run), "--beta", "3", "--no-figures"]) == 1
     assert "cannot change beta when resuming" in capsys.readouterr().err
+    assert set(RESUMABLE_CHANGES) <= set(inspect.signature(betavae.resume).parameters)
+    assert not {"resume", "changes", "from_best", "data_changed_ok"} & set(inspect.signature(betavae.train).parameters)

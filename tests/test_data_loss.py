@@ -8,10 +8,10 @@ from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.evaluation import evaluate, factors
 from betavae.pictures import report, run_figures
-from betavae.training import fit, folder
+from betavae.training import fit, folder, resume
 from betavae.training.lock import LOCK, run_lock
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
 quiet = dict(log=lambda line: None)
 
 
@@ -46,7 +46,7 @@ def test_a_symlinked_run_folder_is_refused_even_when_it_points_at_a_run(tmp_path
     with pytest.raises(BetaVAEError, match="is a symbolic link"):
         fit(TINY, tmp_path / "link", overwrite=True, data=data, **quiet)
     with pytest.raises(BetaVAEError, match="is a symbolic link"):
-        fit({"epochs": 2}, tmp_path / "link", resume=True, data=data, **quiet)
+        resume(tmp_path / "link", {"epochs": 2}, data=data, **quiet)
     assert contents(run_dir) == before
 
 
@@ -89,14 +89,14 @@ def test_a_trained_run_without_its_checkpoint_is_not_trained_anew(tmp_path, data
     kept = {name: (run_dir / name).read_bytes() for name in (folder.WEIGHTS, folder.BEST_CHECKPOINT,
                                                              folder.METRICS_JSONL)}
     with pytest.raises(BetaVAEError, match=r"has trained 1 epoch\(s\) but its checkpoint.pt is missing.*--from-best"):
-        fit({"epochs": 2}, run_dir, resume=True, data=data, **quiet)
+        resume(run_dir, {"epochs": 2}, data=data, **quiet)
     assert {name: (run_dir / name).read_bytes() for name in kept} == kept
-    fit({"epochs": 2}, run_dir, resume=True, from_best=True, data=data, **quiet)  # the advice works
+    resume(run_dir, {"epochs": 2}, from_best=True, data=data, **quiet)  # the advice works
     assert folder.read_status(run_dir)["epoch"] == 2
     (run_dir / folder.CHECKPOINT).unlink()
     (run_dir / folder.BEST_CHECKPOINT).unlink()
     with pytest.raises(BetaVAEError, match="restore checkpoint.pt from a backup, or train a new run"):
-        fit({"epochs": 3}, run_dir, resume=True, data=data, **quiet)
+        resume(run_dir, {"epochs": 3}, data=data, **quiet)
     assert [r["epoch"] for r in folder.read_metrics(run_dir)] == [0, 1, 2]
 
 

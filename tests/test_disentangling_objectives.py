@@ -17,7 +17,7 @@ from betavae.model.objectives.adagvae import pair_kl, shared_dimensions
 from betavae.model.objectives.btcvae import aggregate_posterior_terms, importance_log_weights
 from betavae.model.objectives.dipvae import dip_covariance, dip_penalty
 from betavae.model.objectives.factorvae import permute_dimensions
-from betavae.training import fit, folder
+from betavae.training import fit, folder, resume
 
 from .test_training import TINY, assert_same_weights
 
@@ -218,7 +218,7 @@ def test_each_objective_trains_logs_its_estimates_and_resumes_exactly(tmp_path, 
     config = TINY.replace(objective=objective, **weights)
     straight = fit(config, tmp_path / "straight", data=data, log=lambda line: None)
     split = fit(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
-    fit(config, split, resume=True, data=data, log=lambda line: None)
+    resume(split, {"epochs": config.epochs}, data=data, log=lambda line: None)
     assert_same_weights(straight, split)
     last = folder.read_metrics(straight)[-1]
     assert math.isfinite(last["train"]["loss"]) and last["val"]["recon"] < 12 * 12 * math.log(2)

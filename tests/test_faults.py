@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import betavae
 from betavae.config import Config
 from betavae.pictures.run_figures import TrainingFigures
-from betavae.training import fit, folder
+from betavae.training import fit, folder, resume
 
 from .conftest import synthetic_data
 
@@ -79,7 +79,7 @@ def test_a_run_killed_in_any_phase_resumes_to_the_same_end(phase, tmp_path, unin
                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert folder.read_status(run_dir)["state"] != "finished"
-    fit(None, run_dir, resume=True, data=synthetic_data(), callbacks=[TrainingFigures()], log=lambda line: None)
+    resume(run_dir, data=synthetic_data(), callbacks=[TrainingFigures()], log=lambda line: None)
     assert folder.read_status(run_dir)["state"] == "finished"
     straight, resumed = load_file(uninterrupted / folder.WEIGHTS), load_file(run_dir / folder.WEIGHTS)
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)

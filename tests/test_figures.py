@@ -7,10 +7,12 @@ from PIL import Image
 
 from betavae import cli, runs
 from betavae.config import Config
+from betavae.errors import BetaVAEError
 from betavae.pictures import draw, run_figures
+from betavae.runs import Run
 from betavae.training import fit, folder
 
-from .conftest import synthetic_images
+from .conftest import synthetic_colour_data, synthetic_images
 
 SIZE = (12, 12)
 SCALE, PAD = draw.SCALE, draw.PAD
@@ -86,11 +88,14 @@ def test_traversal_rows_are_ordered_by_kl(run_dir):
     assert sweep.shape == (5, 1, *SIZE) and not torch.allclose(sweep[0], sweep[-1])
 
 
-def test_samples_use_fixed_noise(run_dir):
-    model = runs.load(run_dir)
-    noise = torch.randn(6, 3)
-    assert np.array_equal(np.asarray(draw.sample_grid(model, noise, 3)), np.asarray(draw.sample_grid(model, noise, 3)))
-    drawn = np.asarray(draw.sample_grid(model, noise, 3, draw=True))
+def test_training_decodes_the_same_fixed_noise_at_every_epoch(run_dir):
+    """The samples of the last epoch are the decodings of the noise drawn once from the run's seed (fresh noise per
+    epoch would make the per-epoch pictures incomparable)."""
+    run = runs.Run.open(run_dir)
+    noise = torch.randn(run_figures.N_SAMPLES, 3, generator=torch.Generator().manual_seed(run.config.seed + 2))
+    expected = draw.sample_grid(run.model, noise, caption="epoch 2: z ~ N(0,I), Bernoulli means")
+    assert np.array_equal(png(run.figure_dir / "samples" / "epoch_002.png"), np.asarray(expected.convert("L")))
+    drawn = np.asarray(draw.sample_grid(run.model, noise[:6], 3, draw=True))
     assert set(np.unique(drawn)) <= {0, 255}
 
 
@@ -141,3 +146,72 @@ def test_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, argv, message):
     assert cli.main([a.format(**names) for a in argv]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("betavae: error:") and message in err and "\n" not in err
+
+
+# --- colour: images of 3 channels are drawn in RGB ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    config = Config.of(hidden=(32,), latent_dim=3, batch_size=32, epochs=1, figure_epochs=(0,), latent_map_size=40)
+    return fit(config, tmp_path_factory.mktemp("colour") / "run", data=synthetic_colour_data(),
+               callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
+
+
+def rgb(path):
+    with Image.open(path) as image:
+        return image.mode, np.asarray(image.convert("RGB")).astype(int)
+
+
+def test_a_colour_run_draws_every_figure_in_colour(colour_run):
+    """Grids, sampler grids and GIFs are RGB, and no figure of images is grey (R = G = B) throughout."""
+    out = colour_run / "figures"
+    grids = [*out.glob("reconstructions/*.png"), *out.glob("samples/*.png"), out / "interpolation.png",
+             *out.glob("samples_*.png")]
+    assert len(grids) >= 6 and {p.name for p in out.glob("samples_*.png")} == {"samples_gmm.png", "samples_class.png"}
+    for path in [*grids, out / "traversal.png", out / "reconstructions.gif", out / "samples.gif",
+                 out / "traversal.gif"]:
+        mode, pixels = rgb(path)
+        assert mode in ("RGB", "RGBA", "P"), path.name  # GIFs are palette images of colours
+        assert (pixels[..., 0] != pixels[..., 1]).any() and (pixels[..., 1] != pixels[..., 2]).any(), path.name
+    assert all(rgb(p)[0] == "RGB" for p in grids)
+    assert (out / "latent_map_pca.png").is_file() and (colour_run / "report.html").is_file()
+
+
+def test_a_colour_reconstruction_shows_each_channel_exactly(colour_run):
+    run = Run.open(colour_run, data=synthetic_colour_data())
+    images = run.reference_split().images[:4]
+    picture = np.asarray(draw.reconstruction_grid(run.model, images))
+    assert picture.shape == (cell(2), cell(4), 3)
+    first = picture[PAD * SCALE: (PAD + SIZE[0]) * SCALE: SCALE, PAD * SCALE: (PAD + SIZE[1]) * SCALE: SCALE]
+    assert np.array_equal(first, (images[0].permute(1, 2, 0).numpy() * 255).round())
+    assert first.reshape(-1, 3).max(axis=0).tolist().count(255) < 3  # a coloured square: not white, not grey
+    row2 = (2 * PAD + SIZE[0]) * SCALE
+    bottom = picture[row2: row2 + SIZE[0] * SCALE: SCALE, PAD * SCALE: (PAD + SIZE[1]) * SCALE: SCALE]
+    expected = draw.pixel_levels(run.model.reconstruct(images[:1]))[0].transpose(1, 2, 0)
+    assert np.array_equal(bottom, expected)
+
+
+def test_colour_traversals_and_samples_have_three_channels(colour_run):
+    model = runs.load(colour_run)
+    figure, order = draw.traversal_figure(model, torch.rand(3, *SIZE), [1.0, 2.0, 0.5], steps=4)
+    shown = [axis.images[0].get_array() for axis in figure.axes]
+    assert all(row.shape == (SIZE[0] + 2, 4 * (SIZE[1] + 1) + 1, 3) for row in shown)
+    drawn = np.asarray(draw.sample_grid(model, torch.randn(6, 3), 3, draw=True))
+    assert drawn.shape[2] == 3 and set(np.unique(drawn)) <= {0, 255}  # one Bernoulli draw per pixel and channel
+    frames = draw.traversal_gif(model, torch.rand(3, *SIZE), [1.0, 2.0, 0.5], steps=3)
+    assert all(frame.mode == "RGB" for frame in frames)
+
+
+def test_two_colour_files_are_read_in_colour(colour_run, tmp_path):
+    run = Run.open(colour_run, data=synthetic_colour_data())
+    pictures = np.random.default_rng(0).integers(0, 256, (2, *SIZE, 3), dtype=np.uint8)
+    for i in range(2):
+        Image.fromarray(pictures[i]).save(tmp_path / f"{i}.png")
+    image = run_figures.image_file(run, tmp_path / "0.png")
+    assert image.shape == (3, *SIZE) and torch.equal(image, torch.from_numpy(pictures[0]).permute(2, 0, 1) / 255)
+    path = run_figures.interpolate(run, files=[str(tmp_path / "0.png"), str(tmp_path / "1.png")], steps=3)
+    assert rgb(path)[0] == "RGB"
+
+
+def test_images_of_other_channel_counts_are_refused_in_one_line():
+    with pytest.raises(BetaVAEError, match="images with 2 channels cannot be shown; pictures take 1 .grey. or 3"):
+        draw.grid(torch.rand(4, 2, *SIZE), ncol=2)

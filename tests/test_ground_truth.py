@@ -148,7 +148,7 @@ def tiny_colour_dsprites(n: int = 64) -> Data:
 
 
 def test_a_colour_dsprites_run_trains_and_is_scored_like_a_dsprites_run(tmp_path, monkeypatch):
-    config = Config(dataset="colour-dsprites", hidden=(16,), latent_dim=4, batch_size=32, epochs=1)
+    config = Config.of(dataset="colour-dsprites", hidden=(16,), latent_dim=4, batch_size=32, epochs=1)
     run = fit(config, tmp_path / "c", data=tiny_colour_dsprites(), log=lambda line: None)
     grid = dsprites.index_to_factors(np.arange(dsprites.N_IMAGES))
     fake = np.random.default_rng(0).normal(scale=0.01, size=(dsprites.N_IMAGES, 4))

@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("latents")
     x, y = synthetic_images(200, (12, 12))
     np.savez(root / "d.npz", images=x, labels=y)
-    config = Config(dataset=str(root / "d.npz"), val_size=40, hidden=(16,), latent_dim=3, epochs=1,
+    config = Config.of(dataset=str(root / "d.npz"), val_size=40, hidden=(16,), latent_dim=3, epochs=1,
                     latent_map_size=30)
     return fit(config, root / "r", log=lambda line: None)
 

@@ -9,7 +9,7 @@ import betavae
 ROOT = Path(betavae.__file__).parent
 LAYERS = [  # lowest first; the layer of a module is that of its top-level module or package
     {"errors", "version"},
-    {"atomic"},  # its writes refuse in one line (errors)
+    {"atomic"},  # its refusals are one-line errors
     {"data"},
     {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
     {"config"},  # holds the objective's settings classes
@@ -19,6 +19,7 @@ LAYERS = [  # lowest first; the layer of a module is that of its top-level modul
     {"pictures", "evaluation"},  # siblings: neither imports the other
     {"api"},
     {"sweep"},
+    {"arguments"},  # the command line's options and argparse types
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -1,6 +1,7 @@
 """A run folder nobody can corrupt: one writer at a time, names inside the runs folder, divergence caught, no dead ends,
 and every bad input ends as one line."""
 
+import importlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from betavae.config import Config
 from betavae.data import sources
 from betavae.errors import BetaVAEError
 from betavae.runs import Run
-from betavae.training import TrainingDiverged, fit, folder
+from betavae.training import TrainingDiverged, fit, folder, resume
 from betavae.training.lock import run_lock
 
 from .conftest import synthetic_data, synthetic_images
@@ -40,7 +41,7 @@ def test_a_second_writer_is_refused_naming_the_process_that_holds_the_run(tmp_pa
     fit(TINY, run_dir, data=data, **quiet)
     with run_lock(run_dir):
         with pytest.raises(BetaVAEError, match="being trained by process"):
-            fit(None, run_dir, resume=True, data=data, **quiet)
+            resume(run_dir, data=data, **quiet)
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path, data):
@@ -71,12 +72,12 @@ def test_divergence_stops_the_run_and_keeps_the_good_weights(tmp_path, data):
     fit(TINY, run_dir, data=data, **quiet)
     good = load_file(run_dir / folder.WEIGHTS)
     with pytest.raises(TrainingDiverged, match=r"negative ELBO reached .* times the untrained.*--lr"):
-        fit({"epochs": 8, "lr": 5.0}, run_dir, resume=True, data=data, **quiet)
+        resume(run_dir, {"epochs": 8, "lr": 5.0}, data=data, **quiet)
     status = folder.read_status(run_dir)
     assert status["state"] == "failed" and "--lr" in status["message"]
     best = folder.load_checkpoint(run_dir, folder.BEST_CHECKPOINT)
     assert best["epoch"] >= 1 and all(torch.isfinite(v).all() for v in best["model"].values())
-    fit({"epochs": 3, "lr": 1e-3}, run_dir, resume=True, from_best=True, data=data, **quiet)
+    resume(run_dir, {"epochs": 3, "lr": 1e-3}, from_best=True, data=data, **quiet)
     assert folder.read_status(run_dir)["state"] == "finished"
     assert good.keys() == load_file(run_dir / folder.WEIGHTS).keys()
 
@@ -86,7 +87,7 @@ def test_a_run_that_died_before_its_first_checkpoint_can_be_resumed_or_replaced(
     fit(TINY, run_dir, data=data, **quiet)
     for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.WEIGHTS, folder.METRICS_JSONL, folder.STATUS):
         (run_dir / name).unlink()
-    fit(None, run_dir, resume=True, data=data, **quiet)  # from step 0 with the saved configuration
+    resume(run_dir, data=data, **quiet)  # from step 0 with the saved configuration
     assert [r["epoch"] for r in folder.read_metrics(run_dir)] == [0, 1]
     assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 1
     assert "--overwrite" in capsys.readouterr().err
@@ -134,7 +135,7 @@ def test_a_replaced_cache_with_a_recomputed_checksum_is_refused(tmp_path):
 def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     (run_dir / ".checkpoint.pt.abc.tmp").write_bytes(b"half")
-    fit({"epochs": 2}, run_dir, resume=True, data=data, **quiet)
+    resume(run_dir, {"epochs": 2}, data=data, **quiet)
     assert not list(run_dir.rglob("*.tmp"))
 
 
@@ -273,7 +274,8 @@ def test_a_sweep_point_killed_before_its_first_checkpoint_is_resumed(tmp_path, d
     fit(base.replace(beta=2.0, seed=0), run_dir, data=data, **quiet)
     for name in (folder.CHECKPOINT, folder.BEST_CHECKPOINT, folder.STATUS, folder.WEIGHTS, folder.METRICS_JSONL):
         (run_dir / name).unlink()  # killed before the first checkpoint: config.json alone
-    monkeypatch.setattr("betavae.api.fit", lambda config, run_dir, **kw: fit(config, run_dir, **{**kw, "data": data}))
+    setup = importlib.import_module("betavae.training.fit")  # the module (the package's `fit` is its function)
+    monkeypatch.setattr(setup, "load_data", lambda config, context: data)
     sweep.run_point(base, str(tmp_path), point)
     assert folder.read_status(run_dir)["state"] == "finished"
 
@@ -289,7 +291,7 @@ def test_a_damaged_sampler_file_is_refused_in_one_line(tmp_path):
 def test_resume_cannot_shrink_a_finished_run(tmp_path, data):
     run_dir = fit(TINY.replace(epochs=2), tmp_path / "r", data=data, **quiet)
     with pytest.raises(BetaVAEError, match="has trained 2 epochs already; --epochs must be at least 2"):
-        fit({"epochs": 1}, run_dir, resume=True, data=data, **quiet)
+        resume(run_dir, {"epochs": 1}, data=data, **quiet)
     assert json.loads((run_dir / folder.STATUS).read_text())["epochs"] == 2  # nothing rewritten
 
 
@@ -305,7 +307,7 @@ def test_a_status_file_that_is_not_a_status_reads_as_unknown(tmp_path, data, tex
 def test_changing_the_lr_of_a_finished_run_without_more_epochs_is_refused(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     with pytest.raises(BetaVAEError, match="would train nothing; add --epochs"):
-        fit({"lr": 1e-4}, run_dir, resume=True, data=data, **quiet)
+        resume(run_dir, {"lr": 1e-4}, data=data, **quiet)
 
 
 def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,11 +13,12 @@ from betavae import runs, samplers
 from betavae.config import Config
 from betavae.model import networks
 from betavae.pictures import run_figures
+from betavae.pictures.draw import pixel_levels
 from betavae.pictures.report import decoder_spec
 from betavae.runs import Run
 from betavae.training import fit
 
-from .conftest import synthetic_data
+from .conftest import synthetic_colour_data, synthetic_data
 
 JS = Path(__file__).parent / "js"
 NODE = shutil.which("node")
@@ -39,24 +41,38 @@ def node_decode(model, z, tmp_path):
 
 @needs_node
 @pytest.mark.parametrize("arch", CONFIGS)
-@pytest.mark.parametrize("shape", [(1, 12, 12), (1, 13, 10)])
+@pytest.mark.parametrize("shape", [(1, 12, 12), (1, 13, 10), (3, 12, 12)])
 @pytest.mark.parametrize("activation", ["relu", "silu"])
 def test_node_decoder_matches_torch(arch, shape, activation, tmp_path):
     torch.manual_seed(0)
     model = networks.build(CONFIGS[arch].replace(activation=activation), shape)
     z = torch.randn(16, 5) * 2
-    expected = torch.sigmoid(model.decode(z)).detach().double().flatten(1)
+    expected = torch.sigmoid(model.decode(z)).detach().double().flatten(1)  # C*H*W values, channel by channel
     got = node_decode(model, z, tmp_path)
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
+RUNS = {**CONFIGS, "colour": CONFIGS["conv"]}  # the colour run: a conv model of 3-channel images
+
+
+def data_of(run_dir: Path):
+    """The synthetic data a report run of this module trained on: grey, or in colour for 3 channels."""
+    return synthetic_colour_data() if Run.open(run_dir).image_shape[0] == 3 else synthetic_data()
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
 def report_run(request, tmp_path_factory):
-    config = CONFIGS[request.param].replace(epochs=1, batch_size=32, latent_map_size=40)
+    config = RUNS[request.param].replace(epochs=1, batch_size=32, latent_map_size=40)
     run_dir = tmp_path_factory.mktemp(request.param) / "run"
-    fit(config, run_dir, data=synthetic_data(), callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
+    data = synthetic_colour_data() if request.param == "colour" else synthetic_data()
+    fit(config, run_dir, data=data, callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
     return run_dir
+
+
+def as_canvas(values: torch.Tensor) -> torch.Tensor:
+    """Values (C, H, W) in [0, 255] as a canvas shows them: RGB per pixel, a grey channel in all three."""
+    return values.expand(3, -1, -1).permute(1, 2, 0) if len(values) == 1 else values.permute(1, 2, 0)
 
 
 @needs_chromium
@@ -72,11 +88,11 @@ def test_explorer_in_headless_chromium(report_run):
     model = runs.load(report_run)
     z = torch.tensor(page["z"], dtype=torch.float32)
     assert z[page["slider_dim"]].item() == pytest.approx(page["slider_value"], abs=1e-6)
-    expected = torch.sigmoid(model.decode(z[None])).detach().double().flatten()
+    expected = torch.sigmoid(model.decode(z[None])).detach().double()[0]
     shown = torch.tensor(page["probabilities"], dtype=torch.float64)
-    assert (shown - expected).abs().max().item() <= 1e-4
-    canvas = torch.tensor(page["after"], dtype=torch.float64)
-    assert (canvas - (expected * 255).round()).abs().max().item() <= 1
+    assert (shown - expected.flatten()).abs().max().item() <= 1e-4
+    canvas = torch.tensor(page["after"], dtype=torch.float64).view(*expected.shape[1:], 3)
+    assert (canvas - as_canvas((expected * 255).round())).abs().max().item() <= 1
     assert set(page["draws"]) == {"prior", "gmm", "class"}  # the "draw z" button, once per sampler
     run = Run.open(report_run)
     for kind, drawn in page["draws"].items():
@@ -102,11 +118,54 @@ def test_the_report_map_is_the_figures_pca(report_run):
     from betavae.pictures.draw import pca_2d
     from betavae.runs import Run
 
-    page = (report_run / "report.html").read_text()
-    payload = json.loads(page.split('id="explorer-data">')[1].split("</script>")[0].replace("<\\/", "</"))
+    payload = explorer_payload(report_run)
     decode = lambda text: np.frombuffer(base64.b64decode(text), dtype="<f4")  # noqa: E731
     means = decode(payload["points"]["means"]).reshape(-1, payload["latent_dim"])
     xy = decode(payload["points"]["xy"]).reshape(-1, 2)
     run = Run.open(report_run)
     assert np.allclose(xy, pca_2d(means, run.config.seed)(means), atol=1e-5)
-    assert np.allclose(means, run.model.posterior_means(synthetic_data().val.images[:len(means)]), atol=1e-5)
+    assert np.allclose(means, run.model.posterior_means(data_of(report_run).val.images[:len(means)]), atol=1e-5)
+
+
+def explorer_paints(report_dir: Path, z: torch.Tensor, tmp_path: Path) -> dict:
+    """What explorer.js paints, under Node.js in a stand-in page, for each latent vector and for map point 0."""
+    latents = tmp_path / "z.json"
+    latents.write_text(json.dumps(z.tolist()))
+    result = subprocess.run([NODE, str(JS / "explorer_paints.js"), str(report_dir / "report.html"), str(latents)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@needs_node
+def test_the_explorer_paints_what_python_decodes_in_grey_or_colour(report_run, tmp_path):
+    """The decoded canvas is torch's decode of the same weights (RGB for 3 channels, grey for 1); the original canvas
+    is the chosen image, every channel."""
+    run = Run.open(report_run)
+    z = torch.randn(3, run.config.latent_dim) * 2
+    page = explorer_paints(run.path, z, tmp_path)
+    expected = (torch.sigmoid(run.model.decode(z)).detach().double() * 255).round()
+    for painted, decoded in zip(page["decoded"], expected):
+        canvas = torch.tensor(painted, dtype=torch.float64).view(*decoded.shape[1:], 4)
+        assert (canvas[..., :3] - as_canvas(decoded)).abs().max().item() <= 1
+        assert (canvas[..., 3] == 255).all()
+    original = torch.tensor(page["original"], dtype=torch.float64).view(*run.image_shape[1:], 4)[..., :3]
+    image = pixel_levels(data_of(report_run).val.images[:1])[0]
+    assert torch.equal(original, as_canvas(torch.from_numpy(image).double()))
+
+
+def explorer_payload(report_dir: Path) -> dict:
+    page = (report_dir / "report.html").read_text()
+    return json.loads(page.split('id="explorer-data">')[1].split("</script>")[0].replace("<\\/", "</"))
+
+
+def test_the_explorer_payload_carries_every_channel(report_run):
+    import base64
+
+    payload = explorer_payload(report_run)
+    shape = Run.open(report_run).image_shape
+    assert payload["image_shape"] == list(shape)
+    pixels = np.frombuffer(base64.b64decode(payload["points"]["images"]), np.uint8).reshape(-1, *shape)
+    assert len(pixels) == len(payload["points"]["labels"]) == 64  # every validation image
+    assert np.array_equal(pixels, pixel_levels(data_of(report_run).val.images[:len(pixels)]))
+    assert (pixels[:, 0] != pixels[:, -1]).any() == (shape[0] == 3)  # colour data differ between channels

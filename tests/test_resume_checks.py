@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from betavae import cli
 from betavae.config import Config
 from betavae.errors import BetaVAEError
-from betavae.training import fit, folder
+from betavae.training import fit, folder, resume
 
 from .conftest import synthetic_data, synthetic_images
 
-TINY = Config(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=6)
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=6)
 quiet = dict(log=lambda line: None)
 TOO_SMALL = TINY.replace(arch="conv", channels=(8, 8, 8, 8, 8))  # five halvings of 12x12 images: refused
 
@@ -44,7 +44,7 @@ def refused_without_a_write(run_dir, changes, message, **options):
     """Resume with `changes`, expect the refusal, and check that config.json was not rewritten."""
     before = (run_dir / folder.CONFIG).read_bytes()
     with pytest.raises(BetaVAEError, match=message):
-        fit(changes, run_dir, resume=True, **{"data": synthetic_data(), **quiet, **options})  # data=None: the run's
+        resume(run_dir, changes, **{"data": synthetic_data(), **quiet, **options})  # data=None: the run's own
     assert (run_dir / folder.CONFIG).read_bytes() == before
 
 
@@ -73,7 +73,7 @@ def budget_stopped_run(tmp_path, data, **settings):
 def test_a_run_stopped_by_its_time_budget_is_extended_by_more_epochs(tmp_path, data):
     run_dir, done = budget_stopped_run(tmp_path, data)
     lines = []
-    fit({"epochs": done + 1}, run_dir, resume=True, data=data, log=lines.append)
+    resume(run_dir, {"epochs": done + 1}, data=data, log=lines.append)
     status = folder.read_status(run_dir)
     assert (status["state"], status["epoch"], status["message"]) == ("finished", done + 1, "")
     assert "training on to epoch" in lines[0] and "without one" in lines[0]
@@ -107,7 +107,7 @@ def test_a_checkpoint_copied_from_another_run_is_refused(tmp_path, data):
 def test_a_checkpoint_with_an_edited_epoch_or_an_older_one_is_refused(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     older = (run_dir / folder.CHECKPOINT).read_bytes()
-    fit({"epochs": 2}, run_dir, resume=True, data=data, **quiet)
+    resume(run_dir, {"epochs": 2}, data=data, **quiet)
     (run_dir / folder.CHECKPOINT).write_bytes(older)  # put back from an old backup: the run went on past it
     refused_without_a_write(run_dir, {"epochs": 3}, "holds epoch 1, step 6, which")
     state = torch.load(run_dir / folder.BEST_CHECKPOINT, weights_only=True)
@@ -132,7 +132,7 @@ def test_damaged_metrics_advise_a_repair_that_keeps_every_epoch(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     lines = (run_dir / folder.METRICS_JSONL).read_text().splitlines()
     (run_dir / folder.METRICS_JSONL).write_text(lines[0] + "\n" + lines[1][:-30] + "\n")
-    with pytest.raises(BetaVAEError, match="damaged at line 2; restore it from a backup, or write that line again "
+    with pytest.raises(BetaVAEError, match="damaged at line 2 .*; restore it from a backup, or write that line again "
                                            "from the same epoch's row of metrics.csv") as refusal:
         folder.read_metrics(run_dir)
     assert "delete" not in str(refusal.value)

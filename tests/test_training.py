@@ -9,7 +9,7 @@ import betavae
 from betavae.config import Config
 from betavae.data import Data, Split
 from betavae.errors import BetaVAEError
-from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, fit, folder
+from betavae.training import Trainer, TrainingDiverged, TrainingInterrupted, fit, folder, resume
 
 
 TINY = Config.of(dataset="mnist", hidden=(32,), latent_dim=4, batch_size=32, epochs=2, beta=1.0, seed=3)
@@ -54,7 +54,7 @@ def test_resume_equals_straight_run(tmp_path, data, pixels):
     config = TINY.replace(pixels=pixels)
     straight = fit(config, tmp_path / "straight", data=data, log=lambda line: None)
     split = fit(config.replace(epochs=1), tmp_path / "split", data=data, log=lambda line: None)
-    fit(config, split, resume=True, data=data, log=lambda line: None)
+    resume(split, {"epochs": config.epochs}, data=data, log=lambda line: None)
     assert_same_weights(straight, split)
     assert [r["epoch"] for r in folder.read_metrics(split)] == [0, 1, 2]
     assert folder.read_metrics(split)[2]["val"] == folder.read_metrics(straight)[2]["val"]
@@ -78,7 +78,7 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tmp_path, data, config):
     with pytest.raises(TrainingInterrupted, match="resume with: betavae train --resume"):
         trainer.run()
     assert folder.read_status(run_dir)["state"] == "interrupted"
-    fit(None, run_dir, resume=True, data=data, log=lambda line: None)
+    resume(run_dir, data=data, log=lambda line: None)
     assert_same_weights(straight, run_dir)
 
 
@@ -100,8 +100,8 @@ def test_existing_run_is_not_overwritten(tmp_path, data):
 def test_resume_refuses_changed_settings_but_extends_epochs(tmp_path, data):
     run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     with pytest.raises(BetaVAEError, match="cannot change beta"):
-        fit(TINY.replace(epochs=1, beta=2.0), run, resume=True, data=data)
-    fit(TINY.replace(epochs=2), run, resume=True, data=data, log=lambda line: None)
+        resume(run, {"beta": 2.0}, data=data)
+    resume(run, {"epochs": 2}, data=data, log=lambda line: None)
     assert folder.read_status(run)["epoch"] == 2
 
 
@@ -109,7 +109,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, data):
     run = fit(TINY.replace(epochs=1), tmp_path / "r", data=data, log=lambda line: None)
     (run / folder.CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(BetaVAEError, match="corrupt or not a betavae checkpoint"):
-        fit(TINY.replace(epochs=2), run, resume=True, data=data)
+        resume(run, {"epochs": 2}, data=data)
     save_file({"other.weight": torch.zeros(2)}, run / folder.WEIGHTS)
     with pytest.raises(BetaVAEError, match="does not match the model"):
         betavae.load(run)

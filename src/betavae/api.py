@@ -1,17 +1,19 @@
 """What a user does, composed from the stages, for the command line and a notebook alike.
 
-`train` is the one entry point for training: with no configuration it trains the default preset exactly as
-`betavae train` does, names the run the same way, and installs the same callbacks (per-epoch figures, the report,
-TensorBoard when installed). `disentangle` scores a dSprites run, draws its figures and refreshes its report.
+`train` trains a new run: with no configuration it trains the default preset exactly as `betavae train` does, names
+the run the same way, and installs the same callbacks (per-epoch figures, the report, TensorBoard when installed).
+`resume` continues a run, with only the settings a resume may change. `disentangle` scores a dSprites run, draws its
+figures and refreshes its report.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from . import data as datalib
+from . import training
 from .config import DEFAULT_PRESET, Config, resolve
 from .errors import BetaVAEError
 from .evaluation import factors
@@ -39,37 +41,41 @@ def default_callbacks(figures: bool = True, report: bool = True, tensorboard_log
 
 
 def train(config: Config | None = None, run_dir: str | Path | None = None, *, preset: str | None = None,
-          resume: bool = False, changes: Mapping[str, Any] | Config | None = None, name: str | None = None,
-          runs: str | Path = "runs", overwrite: bool = False, from_best: bool = False, data_changed_ok: bool = False,
-          data: datalib.Data | None = None, figures: bool | None = None, report: bool = True,
-          tensorboard_log: bool | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
+          name: str | None = None, runs: str | Path = "runs", overwrite: bool = False, data: datalib.Data | None = None,
+          figures: bool = True, report: bool = True, tensorboard_log: bool | None = None,
+          callbacks: Iterable[Callback] = (), progress: bool | None = None,
           log: Callable[[str], None] | None = None) -> Path:
-    """Train a new run, or continue one, and return its folder.
-
-    New run: `config` (default: the `preset`, itself by default the betavae preset) into `run_dir` (default
-    runs/<name>, the name by default <preset>-<dataset>-<time>; overwrite=True replaces a run already there).
-    Resume (resume=True): the run at `run_dir` from its latest checkpoint (from_best=True: its best), with `changes`
-    (or `config`) changing only what a resume may change (epochs, lr, device, threads, precision, cuda_graphs).
-    Figures, the report and TensorBoard watch unless turned off (figures=None: a new run draws figures, a resumed one
-    does as it did before); `callbacks` are added to them.
-    """
-    if figures is None:
-        figures = folder.read_meta(run_dir).figures if resume and run_dir is not None else True
-    watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
-    options = dict(data=data, callbacks=watchers, progress=progress, log=log, figures=figures)
-    if resume:
-        if run_dir is None:
-            raise BetaVAEError("resuming needs the folder of the run to continue")
-        return fit(changes or config, run_dir, resume=True, from_best=from_best, data_changed_ok=data_changed_ok,
-                   **options)
-    if changes:
-        raise BetaVAEError("changes apply to resume=True only; give a new run its whole configuration instead")
+    """Train a new run and return its folder: `config` (default: the `preset`, itself by default the betavae preset)
+    into `run_dir` (default runs/<name>, the name by default <preset>-<dataset>-<time>; overwrite=True replaces a run
+    already there). Figures, the report and TensorBoard watch unless turned off; `callbacks` are added to them."""
     config = config or resolve(preset)
     if datalib.registry.is_path(config.dataset):  # so that the run opens from any folder
         config = config.replace(dataset=str(Path(config.dataset).resolve()))
     if run_dir is None:
         run_dir = Path(runs) / (check_run_name(name, runs) if name is not None else run_name(preset, config))
-    return fit(config, run_dir, overwrite=overwrite, **options)
+    watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
+    return fit(config, run_dir, overwrite=overwrite, data=data, callbacks=watchers, progress=progress, log=log,
+               figures=figures)
+
+
+def resume(run: Run | str | Path, *, epochs: int | None = None, lr: float | None = None,
+           time_budget: float | None = None, device: str | None = None, threads: int | None = None,
+           precision: str | None = None, cuda_graphs: bool | None = None, from_best: bool = False,
+           data_changed_ok: bool = False, data: datalib.Data | None = None, figures: bool | None = None,
+           report: bool = True, tensorboard_log: bool | None = None, callbacks: Iterable[Callback] = (),
+           progress: bool | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Continue a run from its latest checkpoint (from_best=True: its best) and return its folder; the settings given
+    change (more epochs, a new time budget, a lower learning rate...), the rest stay as saved. Figures are drawn as
+    the run did before unless `figures` says otherwise; the report, TensorBoard and `callbacks` watch as in train."""
+    meta = run.meta if isinstance(run, Run) else folder.read_meta(run)
+    run_dir = run.path if isinstance(run, Run) else Path(run)
+    given = dict(epochs=epochs, lr=lr, time_budget=time_budget, device=device, threads=threads, precision=precision,
+                 cuda_graphs=cuda_graphs)
+    changes = {key: value for key, value in given.items() if value is not None}
+    figures = meta.figures if figures is None else figures
+    watchers = [*default_callbacks(figures, report, tensorboard_log), *callbacks]
+    return training.resume(run_dir, changes, meta=meta, from_best=from_best, data_changed_ok=data_changed_ok,
+                           figures=figures, data=data, callbacks=watchers, progress=progress, log=log)
 
 
 def check_run_name(name: str, runs: str | Path) -> str:

@@ -17,8 +17,9 @@ from .errors import BetaVAEError
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces the target, on failure it vanishes."""
     target = Path(target)
-    if target.is_dir():  # os.replace cannot put a file there: say so before anything is written
-        raise BetaVAEError(f"{target} is a folder where betavae writes a file; move it away and run the command again")
+    if target.is_dir():  # checked first, so that no work is done for a file that cannot be written
+        raise BetaVAEError(f"{target} is a folder where betavae writes a file; move it out of the way and run the "
+                           "command again")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

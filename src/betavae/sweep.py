@@ -21,7 +21,7 @@ from . import atomic
 from .config import Config
 from .errors import BetaVAEError
 from .runs import Run
-from .training import folder
+from .training import folder, resume
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
 
@@ -79,14 +79,17 @@ def value_of(config: Config, key: str) -> Any:
 
 def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False) -> str:
     """Train one point (or resume it, or skip it when finished); returns its run folder. Importable by workers."""
-    from .api import train
+    from .api import default_callbacks, train
 
     run_dir = Path(sweep_dir) / point.name
     if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished:
         return str(run_dir)
-    quiet = dict(figures=figures, report=False, tensorboard_log=False, progress=False)
-    started = (run_dir / folder.CONFIG).is_file()  # started before, with or without a checkpoint
-    train(point.config(base), run_dir, resume=started, **quiet)
+    config = point.config(base)
+    if not (run_dir / folder.CONFIG).is_file():
+        train(config, run_dir, figures=figures, report=False, tensorboard_log=False, progress=False)
+    else:  # started before: continued, and refused if its settings changed but for those a resume may change
+        resume(run_dir, config.to_dict(), callbacks=default_callbacks(figures, report=False, tensorboard_log=False),
+               figures=figures, progress=False)
     return str(run_dir)
 
 

@@ -1,4 +1,5 @@
-// Open a report in headless Chromium, drag the first slider with the mouse, and print what the page shows.
+// Open a report in headless Chromium, drag the first slider with the mouse, and print what the page shows (the
+// decoded canvas as RGB bytes, pixel by pixel).
 // Usage: node --experimental-websocket browser_check.mjs REPORT.html  (CHROMIUM=/usr/bin/chromium by default)
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
@@ -58,7 +59,7 @@ while (!(await evaluate("!!(window.explorer && window.explorer.ready)"))) {
 }
 const loadMs = await evaluate("window.explorer.readyMs");
 const canvas = "Array.from(document.getElementById('decoded').getContext('2d').getImageData(0, 0, " +
-  "document.getElementById('decoded').width, document.getElementById('decoded').height).data.filter((_, i) => i % 4 === 0))";
+  "document.getElementById('decoded').width, document.getElementById('decoded').height).data.filter((_, i) => i % 4 !== 3))";
 const before = await evaluate(canvas);
 const decodesBefore = await evaluate("window.explorer.decodes");
 const rect = await evaluate("(() => { const r = document.querySelector('#sliders input').getBoundingClientRect(); " +

@@ -15,12 +15,14 @@
   const state = { lastMs: null, lastProbabilities: null, ready: false, selected: -1, decodes: 0, z };
   window.explorer = state;
 
+  // Paint C*H*W values, channel by channel as the decoder orders them: grey for one channel, RGB for three.
   function draw(canvas, values, scale) {
     const context = canvas.getContext("2d");
-    const image = context.createImageData(width, height);
-    for (let i = 0; i < width * height; i++) {
-      const v = Math.round(values[i] * scale);
-      image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = v;
+    const image = context.createImageData(width, height), area = width * height;
+    for (let i = 0; i < area; i++) {
+      for (let rgb = 0; rgb < 3; rgb++) {
+        image.data[4 * i + rgb] = Math.round(values[(channels === 3 ? rgb * area : 0) + i] * scale);
+      }
       image.data[4 * i + 3] = 255;
     }
     context.putImageData(image, 0, 0);
@@ -96,9 +98,8 @@
 
   function select(i) {
     state.selected = i;
-    const original = new Float64Array(width * height);
-    for (let p = 0; p < width * height; p++) original[p] = pixels[i * width * height + p];
-    draw(document.getElementById("original"), original, 1);
+    const size = channels * width * height;
+    draw(document.getElementById("original"), pixels.subarray(i * size, (i + 1) * size), 1);
     document.getElementById("selected").textContent =
       "image " + spec.points.indices[i] + (spec.points.labels[i] >= 0 ? ", label " + spec.points.labels[i] : "");
     setLatent(means.subarray(i * latentDim, (i + 1) * latentDim));

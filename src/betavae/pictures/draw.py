@@ -2,7 +2,8 @@
 
 Image grids are drawn with Pillow (milliseconds, so they can be made every epoch); figures with axes and legends use
 matplotlib's Agg backend and are closed after saving. Every file is written atomically. Pixels shown are Bernoulli
-means (pixel probabilities), not draws, unless a function says otherwise.
+means (pixel probabilities), not draws, unless a function says otherwise. Images of one channel are drawn grey, of
+three in colour (RGB), by one conversion (`displayable`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from .. import atomic  # noqa: E402
+from ..errors import BetaVAEError  # noqa: E402
 from ..model import VAE  # noqa: E402
 
 # Okabe-Ito (colour-blind safe) plus two distinct greys/browns for ten classes.
@@ -52,25 +54,40 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, ms_per_frame: int 
 
 
 # --- image grids ------------------------------------------------------------------------------------------------------
+def pixel_levels(images: torch.Tensor) -> np.ndarray:
+    """Images (N,C,H,W) in [0,1] as 8-bit levels (N,C,H,W), rounded: what every picture and the report show."""
+    return (images.detach().float().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def displayable(images: torch.Tensor) -> np.ndarray:
+    """Images (N,C,H,W) in [0,1] as Pillow and matplotlib take them: grey (N,H,W) for 1 channel, RGB (N,H,W,3) for 3."""
+    channels = images.shape[1]
+    if channels not in (1, 3):
+        raise BetaVAEError(f"images with {channels} channels cannot be shown; pictures take 1 (grey) or 3 (RGB)")
+    levels = pixel_levels(images)
+    return levels[:, 0] if channels == 1 else levels.transpose(0, 2, 3, 1)
+
+
 def grid(images: torch.Tensor, ncol: int, scale: int = SCALE, pad: int = PAD) -> Image.Image:
-    """Images (N,1,H,W) in [0,1] as a grey grid, `ncol` per row, each pixel scale x scale, `pad` white between."""
-    images = images.detach().float().cpu().clamp(0, 1)
-    n, _, h, w = images.shape
+    """Images (N,C,H,W) in [0,1] as a grid, grey or RGB, `ncol` per row, each pixel scale x scale, `pad` white
+    between."""
+    tiles = displayable(images)
+    n, h, w = tiles.shape[:3]
     nrow = -(-n // ncol)
-    canvas = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad), 255, dtype=np.uint8)
-    for i, image in enumerate(images):
+    canvas = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, *tiles.shape[3:]), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
         r, c = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + c * (w + pad)
-        canvas[top: top + h, left: left + w] = (image[0].numpy() * 255).round().astype(np.uint8)
-    picture = Image.fromarray(canvas, mode="L")
+        canvas[top: top + h, left: left + w] = tile
+    picture = Image.fromarray(canvas, mode="L" if tiles.ndim == 3 else "RGB")
     return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
 
 
 def captioned(image: Image.Image, caption: str) -> Image.Image:
-    """The image with a line of text above it (Pillow's built-in font)."""
-    out = Image.new("L", (image.width, image.height + 14), 255)
+    """The image with a line of text above it (Pillow's built-in font), in the image's mode (grey or RGB)."""
+    out = Image.new(image.mode, (image.width, image.height + 14), "white")
     out.paste(image, (0, 14))
-    ImageDraw.Draw(out).text((2, 1), caption, fill=0)
+    ImageDraw.Draw(out).text((2, 1), caption, fill="black")
     return out
 
 
@@ -144,7 +161,7 @@ def traversal_figure(model: VAE, image: torch.Tensor, kl_per_dim: Sequence[float
     rows = [np.asarray(grid(pictures[r * steps: (r + 1) * steps], steps, scale=1, pad=1)) for r in range(len(order))]
     figure, axes = plt.subplots(len(order), 1, figsize=(steps * 0.45 + 1.6, len(order) * 0.5 + 0.5), squeeze=False)
     for r, (axis, dim) in enumerate(zip(axes[:, 0], order)):
-        axis.imshow(rows[r], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axis.imshow(rows[r], cmap="gray", vmin=0, vmax=255, interpolation="nearest")  # RGB rows ignore the cmap
         axis.set_xticks([]), axis.set_yticks([])
         label = row_labels[dim] if row_labels else ""
         axis.set_ylabel(f"z{dim}", rotation=0, ha="right", va="center", fontsize=8)

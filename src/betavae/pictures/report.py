@@ -23,7 +23,7 @@ from ..errors import first_line
 from ..runs import Run
 from ..training import folder
 from ..training.callbacks import kl_per_dim
-from .draw import PALETTE, pca_2d
+from .draw import PALETTE, pca_2d, pixel_levels
 
 MAX_POINTS = 2000
 REPORT = folder.REPORT
@@ -68,7 +68,8 @@ def _layers(module: nn.Module):
 
 def explorer_payload(model: VAE, split: datalib.Split, kl_per_dim: list[float], n_points: int = MAX_POINTS,
                      seed: int = 0) -> dict:
-    """Everything the explorer needs: decoder layers, KL order, and map points (PCA of posterior means, images)."""
+    """Everything the explorer needs: decoder layers, KL order, and map points (PCA of posterior means, images of
+    every channel, as the decoder's C*H*W outputs are ordered)."""
     n = min(n_points, len(split))
     images = datalib.as_float(split.images[:n])
     means = model.posterior_means(images)
@@ -79,7 +80,7 @@ def explorer_payload(model: VAE, split: datalib.Split, kl_per_dim: list[float], 
         "order": [int(i) for i in np.argsort(-np.asarray(kl_per_dim), kind="stable")],
         "kl": [float(k) for k in kl_per_dim], "range": limit, "palette": PALETTE,
         "points": {"xy": b64(xy), "means": b64(means),
-                   "images": b64((images[:, 0] * 255).round(), np.uint8),
+                   "images": b64(pixel_levels(images), np.uint8),  # (N, C, H, W): every channel
                    "labels": split.labels[:n].tolist(), "indices": list(range(n))},
     }
 
@@ -215,9 +216,9 @@ TEMPLATE = """<!DOCTYPE html>
 <p>{summary}</p>
 <h2>Latent explorer</h2>
 <p class="note">Sliders set each latent coordinate (largest KL first); the image is decoded in this page from the
-embedded decoder weights (Bernoulli means). Click a point of the map (PCA of posterior means of validation images) to
-see that image and move the sliders to its mean. "draw z" sets the sliders to a new draw from the chosen sampler
-({samplers}). Decode time: <span id="decode-time">-</span>.</p>
+embedded decoder weights (Bernoulli means, in colour for images of three channels). Click a point of the map (PCA of
+posterior means of validation images) to see that image and move the sliders to its mean. "draw z" sets the sliders
+to a new draw from the chosen sampler ({samplers}). Decode time: <span id="decode-time">-</span>.</p>
 <div class="explorer">
   <div class="images"><canvas id="decoded" title="decoded"></canvas><canvas id="original" title="original"></canvas>
     <div class="note">left: decoded from the sliders; right: <span id="selected">the chosen image</span></div>

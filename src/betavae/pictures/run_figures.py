@@ -77,9 +77,9 @@ def save_gif_of(folder: Path, target: Path) -> Path | None:
     frames = sorted(folder.glob("epoch_*.png"))
     if not frames:
         return None
-    images = [Image.open(f).convert("L") for f in frames]
-    size = images[-1].size
-    return figures.save_gif([im if im.size == size else im.resize(size) for im in images], target)
+    images = [Image.open(f) for f in frames]
+    size, mode = images[-1].size, images[-1].mode  # grey frames stay grey, colour frames colour
+    return figures.save_gif([im.convert(mode).resize(size) for im in images], target)
 
 
 def save_interpolation(model: VAE, images: list[tuple[torch.Tensor, torch.Tensor]], out: Path,
@@ -230,21 +230,21 @@ def nonempty_split(run: Run, name: str) -> datalib.Split:
 
 
 def image_file(run: Run, path: str | Path) -> torch.Tensor:
-    """A PNG as a (C,H,W) tensor in [0,1], refused unless it has the model's size."""
+    """A PNG as a (C,H,W) tensor in [0,1], grey or RGB as the model's images, refused unless it has their size."""
     from PIL import UnidentifiedImageError
 
+    c, h, w = run.image_shape
     try:
         with Image.open(path) as picture:
-            array = np.asarray(picture.convert("L"), dtype=np.float32) / 255
+            array = np.asarray(picture.convert("L" if c == 1 else "RGB"), dtype=np.float32) / 255
     except FileNotFoundError:
         raise BetaVAEError(f"image {path} does not exist; check the path") from None
     except (OSError, UnidentifiedImageError) as error:
         raise BetaVAEError(f"{path} is not a readable image ({error})") from None
-    _, h, w = run.image_shape
-    if array.shape != (h, w):
+    if array.shape[:2] != (h, w):
         raise BetaVAEError(f"{path} is {array.shape[1]}x{array.shape[0]} but this model takes {w}x{h} images; "
                            "resize it first")
-    return torch.from_numpy(array)[None]
+    return torch.from_numpy(array.reshape(h, w, c)).permute(2, 0, 1).contiguous()
 
 
 def reconstruct(run: Run, indices: list[int] | None = None, split: str = "val") -> Path:

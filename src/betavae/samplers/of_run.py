@@ -37,8 +37,8 @@ def weights_digest(run: RunLike) -> str:
     except FileNotFoundError:
         raise BetaVAEError(f"{run.path} has no {folder.WEIGHTS}; train it first") from None
     except OSError as error:
-        raise BetaVAEError(f"{run.path / folder.WEIGHTS} cannot be read ({error.strerror}); restore it, or remove it "
-                           f"and write it again with: betavae train --resume {run.path}") from None
+        raise BetaVAEError(f"{run.path / folder.WEIGHTS} cannot be read ({error.strerror}); restore it, or write it "
+                           f"again from the checkpoint with: betavae train --resume {run.path}") from None
 
 
 def sampler_path(run: RunLike, name: str, components: int | None = None, covariance: str = "full") -> Path:

@@ -23,21 +23,25 @@ from .resuming import Resumed
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 
-def fit(config: Config | Mapping[str, Any] | None, run_dir: str | Path, *, resume: bool = False,
-        overwrite: bool = False, from_best: bool = False, data_changed_ok: bool = False,
-        data: datalib.Data | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
-        log: Callable[[str], None] | None = None, figures: bool = True) -> Path:
-    """Train `config` into run_dir (a new run; overwrite=True replaces one already there), or with resume=True continue
-    the run there from its latest checkpoint (from_best=True: from its best), its saved configuration changed by
-    `config`'s resumable fields; returns the run folder. Only the callbacks given watch it. While it trains, the
-    folder is locked against any other writer. `figures` records whether the callbacks draw figures, so that a
-    resume draws them or not as the run did."""
+def fit(config: Config, run_dir: str | Path, *, overwrite: bool = False, data: datalib.Data | None = None,
+        callbacks: Iterable[Callback] = (), progress: bool | None = None, log: Callable[[str], None] | None = None,
+        figures: bool = True) -> Path:
+    """Train a new run of `config` into run_dir (overwrite=True replaces the run already there, and only its files);
+    returns the run folder. Only the callbacks given watch it; `figures` records whether they draw figures, so that a
+    resume draws them or not as the run did. While it trains, the folder is locked against any other writer."""
+    return train(Path(run_dir), NewRun(config, overwrite, figures), data, callbacks, progress, log)
+
+
+def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, meta: folder.RunMeta | None = None,
+           from_best: bool = False, data_changed_ok: bool = False, figures: bool | None = None,
+           data: datalib.Data | None = None, callbacks: Iterable[Callback] = (), progress: bool | None = None,
+           log: Callable[[str], None] | None = None) -> Path:
+    """Continue the run in run_dir from its latest checkpoint (from_best=True: its best), its saved configuration
+    changed by `changes` (field: value; only resumable fields may differ from the saved ones; see resuming.py);
+    returns the run folder. `meta` is the run's metadata when the caller read it already; figures=None records that
+    the callbacks draw figures as the run did before."""
     run_dir = Path(run_dir)
-    if resume:
-        changes = config.to_dict() if isinstance(config, Config) else dict(config or {})
-        start = Resumed(run_dir, changes, from_best=from_best, data_changed_ok=data_changed_ok, figures=figures)
-    else:
-        start = NewRun(config, overwrite, figures)
+    start = Resumed(run_dir, changes or {}, meta, from_best, data_changed_ok, figures)
     return train(run_dir, start, data, callbacks, progress, log)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .. import data as datalib
 from ..config import Config, from_dict
@@ -113,11 +113,24 @@ class Resumed:
 def requested_config(run_dir: Path, saved: Config, changes: Mapping[str, Any]) -> Config:
     """The saved configuration with the requested changes, refusing any change but those a resume allows."""
     requested = from_dict(dict(changes), saved) if changes else saved
-    refused = [name for name in changed_fields(saved, requested) if name not in RESUMABLE_CHANGES]
+    check_resumable(run_dir, changed_fields(saved, requested))
+    return requested
+
+
+def resumable_options(run_dir: str | Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Of the options a command line gives with --resume, those a resume changes; the others must equal what the run
+    was trained with (the original command, repeated with --resume, continues the run), else one line refuses."""
+    saved = folder.read_meta(run_dir).config
+    check_resumable(run_dir, changed_fields(saved, from_dict(dict(options), saved)))
+    return {name: value for name, value in options.items() if name in RESUMABLE_CHANGES}
+
+
+def check_resumable(run_dir: str | Path, names: Iterable[str]) -> None:
+    """Refuse a change a resume may not make (the command line refuses the options it is given the same way)."""
+    refused = sorted(name for name in names if name not in RESUMABLE_CHANGES)
     if refused:
         raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
                            f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
-    return requested
 
 
 def changed_fields(saved: Config, requested: Config) -> list[str]:
