@@ -36,6 +36,8 @@ def capture(trainer: Trainer) -> dict[str, Any]:
 
 REQUIRED = {"epoch": int, "step": int, "model": dict, "optimizer": dict, "rng_torch": torch.Tensor,
             "rng_data": torch.Tensor}
+OPTIONAL = {"trained_seconds": (int, float), "out_of_time": bool, "rng_binarize": torch.Tensor,
+            "rng_pairs": torch.Tensor, "rng_cuda": torch.Tensor, "objective": dict}  # absent in earlier versions
 
 
 def check(state: Any, path: Path, run_id: str, records: list[dict[str, Any]], status: dict[str, Any],
@@ -47,6 +49,8 @@ def check(state: Any, path: Path, run_id: str, records: list[dict[str, Any]], st
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(state.get(key), kind) or
              isinstance(state.get(key), bool)] + ([] if state.get("partial") is None or
                                                   isinstance(state.get("partial"), dict) else ["partial"])
+    wrong += [key for key, kind in OPTIONAL.items() if key in state and not isinstance(state[key], kind)
+              or key == "trained_seconds" and isinstance(state.get(key), bool)]
     if wrong:
         raise BetaVAEError(f"{path} is damaged ({', '.join(wrong)} missing or of the wrong type); restore this run's "
                            "own checkpoint, or train a new run")
