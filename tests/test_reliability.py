@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from betavae import cli
 from betavae.config import Config
 from betavae.data import sources
 from betavae.errors import BetaVAEError
+from betavae.model import VAE
 from betavae.runs import Run
 from betavae.training import TrainingDiverged, fit, folder, resume
 from betavae.training.lock import run_lock
@@ -311,6 +313,8 @@ def test_changing_the_lr_of_a_finished_run_without_more_epochs_is_refused(tmp_pa
 
 
 def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "é" * 128)]) == 1  # 256 bytes
+    assert "is 256 bytes, more than a folder name may be (255)" in capsys.readouterr().err
     for name in ("", " ", ".hidden"):
         assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", name)]) == 1
         assert "must be a single folder name" in capsys.readouterr().err
@@ -321,3 +325,19 @@ def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
 
     points = sweep.points(TINY, {"beta": ["1", "1.0", "2"]}, [0, 0])  # each resolved value once, as its type
     assert [p.changes for p in points] == [(("beta", 1.0),), (("beta", 2.0),)] and points[0].name == "beta-1-seed-0"
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--samples", "10", "--importance-samples", "0", "--repeats", "1",
+                                      "--no-probes"], ["sample"], ["report"], ["reconstruct"], ["latent-map"]])
+def test_a_read_only_run_folder_is_refused_before_any_work(tmp_path, npz, capsys, monkeypatch, command):
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
+    run_dir, _ = tmp_path / "r", capsys.readouterr()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == run_dir else real_access(path, mode))
+    encoded = []
+    monkeypatch.setattr(VAE, "posterior_means", lambda *a, **k: encoded.append(1))
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    assert cli.main([command[0], str(run_dir), *command[1:]]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be written (a read-only folder?)" in err and err.count("\n") == 1
+    assert not encoded and sorted(p.name for p in run_dir.rglob("*")) == before  # no work done, nothing written

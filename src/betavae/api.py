@@ -78,11 +78,17 @@ def resume(run: Run | str | Path, *, epochs: int | None = None, lr: float | None
                            figures=figures, data=data, callbacks=watchers, progress=progress, log=log)
 
 
+MAX_NAME_BYTES = 255  # a folder name's limit on Linux, macOS and Windows file systems (bytes, not characters)
+
+
 def check_run_name(name: str, runs: str | Path) -> str:
     """A run name is one folder name inside the runs folder: no separators, not "." or "..", not absolute."""
     if not name or name != name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
         raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', no leading dot or space, not "
                            f"empty); runs are made inside --runs ({runs}), which says where")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise BetaVAEError(f"run name {name[:40]!r}... is {len(name.encode())} bytes, more than a folder name may be "
+                           f"({MAX_NAME_BYTES}); choose a shorter --name")
     return name
 
 
@@ -92,6 +98,7 @@ def disentangle(run: Run | str | Path, seed: int = 0, data_dir: str | None = Non
     """The five disentanglement metrics of a finished run on a data set with ground-truth factors
     (RUN/disentanglement.json), its two factor figures, and its report refreshed with both when it has one."""
     run = run if isinstance(run, Run) else Run.open(run)
+    run.require_writable()  # before the grid is encoded
     result = factors.evaluate_run(run, seed, data_dir, sizes, **({"log": log} if log else {}))
     run_figures.save_factor_figures(run, result)
     if (run.path / REPORT).is_file():

@@ -52,10 +52,12 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def finished_run(args: argparse.Namespace):
-    """The finished run a figure command draws from."""
+    """The finished run a figure command draws from (and writes its figure beside)."""
     from .runs import Run
 
-    return Run.open(args.run, finished=True)
+    run = Run.open(args.run, finished=True)
+    run.require_writable()
+    return run
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:

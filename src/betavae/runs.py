@@ -9,6 +9,7 @@ are written by training (training/folder.py owns their format).
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,13 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status["state"] == "finished"
+
+    def require_writable(self) -> None:
+        """Refuse, before any work, a run folder this process cannot write into (mounted read-only, say): the
+        commands that draw or score write their results beside the run."""
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise BetaVAEError(f"{self.path} cannot be written (a read-only folder?); commands that draw or score a run "
+                               "write beside it: copy the run folder somewhere writable and run the command on the copy")
 
     def require_finished(self) -> None:
         """Refuse a run that has not finished, with the one command that gets the user further."""

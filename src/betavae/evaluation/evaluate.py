@@ -116,6 +116,7 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
     """Evaluate a finished run and write evaluation.json (see the module docstring)."""
     run = run if isinstance(run, Run) else Run.open(run)
     run.require_finished()
+    run.require_writable()  # before minutes of work whose result could not be written
     config, model = run.config, run.model
     target = run.split(split)
     if len(target) == 0:

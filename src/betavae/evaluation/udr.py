@@ -143,6 +143,7 @@ def open_runs(paths: Sequence[Run | str | Path]) -> list[Run]:
     seen: set[Path] = set()
     for run in runs:
         run.require_finished()
+        run.require_writable()
         if run.path.resolve() in seen:
             raise BetaVAEError(f"{run.path} is given twice; give each run once")
         seen.add(run.path.resolve())
