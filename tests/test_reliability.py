@@ -155,6 +155,12 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path, data):
     (["evaluate", "RUN", "--repeats", "0"], "must be at least 1"),
     (["evaluate", "RUN", "--importance-samples", "-1"], "must be at least 0"),
     (["traverse", "RUN", "--span", "inf"], "must be at least"),
+    (["traverse", "RUN", "--span", "1e300"], "and at most 1000"),
+    (["sample", "RUN", "--seed", str(2**63)], "and at most 4.29497e+09"),
+    (["evaluate", "RUN", "--seed", "-1"], "must be at least 0"),
+    (["classifier", "train", "--val-size", "-5"], "must be at least 1"),
+    (["classifier", "train", "--epochs", "0"], "must be at least 1"),
+    (["classifier", "train", "--dataset", "RUN", "--out", "/"], "must name a file in an existing folder"),
 ])
 def test_bad_input_is_one_line(argv, message, npz, capsys):
     argv = [str(npz) if a == "RUN" else a for a in argv]

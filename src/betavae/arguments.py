@@ -120,3 +120,6 @@ def parse_indices(text: str) -> list[int]:
         return [int(i) for i in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"indices look like 0,1,2, got {text!r}") from None
+
+
+SEED = bounded(int, 0, 2**32 - 1)  # seeds are 32-bit, as a run's own

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import samplers
-from .arguments import (MAX_SAMPLES, OneLineParser, add_config_options, bounded, config_from_args,
+from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bounded, config_from_args,
                         overrides_from_args, parse_indices, parse_pairs)
 from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
@@ -138,6 +138,9 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     if path is None:
         raise BetaVAEError(f"no default place for a classifier of {args.dataset}; give one with --out FILE "
                            "(and pass it to evaluate with --classifier FILE)")
+    if path.is_dir() or not path.parent.is_dir():  # said before training, not after
+        raise BetaVAEError(f"--out {path} must name a file in an existing folder (it is a folder, or its folder is "
+                           "missing); give a file path such as classifier.safetensors")
     data = load(args.dataset, args.data_dir, args.val_size)
     model, test_accuracy = train_classifier(data, args.epochs, args.seed)
     save_classifier(model, path, test_accuracy)
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = figure_parser("sample", "decode z drawn from a sampler: the prior N(0, I), a mixture fitted to the training "
                                   "codes, or a chosen digit's mixture", cmd_sample)
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
-    sub.add_argument("--seed", type=int, help="default: the run's seed + 2, the seed of the samples training draws")
+    sub.add_argument("--seed", type=SEED, help="default: the run's seed + 2, the seed of the samples training draws")
     sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
     sub.add_argument("--sampler", choices=samplers.NAMES, default=samplers.DEFAULT,
                      help=f"{samplers.HELP} (default {samplers.DEFAULT})")
@@ -212,11 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
     sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
-    sub.add_argument("--steps", type=int, default=16)
+    sub.add_argument("--steps", type=bounded(int, 2, 1000), default=16, help="images along the walk, ends included")
     sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
     sub = figure_parser("traverse", "sweep each latent dimension around an image's mean", cmd_traverse)
     sub.add_argument("--index", type=int, default=0, help="validation image index")
-    sub.add_argument("--span", type=bounded(float, 1e-6), default=3.0, help="how far from the mean, in prior sds")
+    sub.add_argument("--span", type=bounded(float, 1e-6, 1e3), default=3.0,
+                     help="how far from the mean, in prior sds (at most 1000)")
     sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs",
                         cmd_latent_map)
     sub.add_argument("--method", choices=["pca", "tsne", "umap"], default="pca")
@@ -232,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="K of the importance-weighted bound (5000 for published numbers; 0 to skip)")
     evaluate.add_argument("--repeats", type=bounded(int, 1), default=5, help="noise draws of the ELBO estimate")
     evaluate.add_argument("--samples", type=bounded(int, 1), default=10000, help="generated images for sample quality")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--classifier", help="classifier weights (default: the cached one for the data set)")
     evaluate.add_argument("--no-probes", action="store_true", help="skip the linear and k-NN probes")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -243,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"trained on a data set with ground-truth factors ({', '.join(ground_truth_names())}); writes "
                     "RUN/disentanglement.json and two figures.")
     disentanglement.add_argument("run", metavar="RUN")
-    disentanglement.add_argument("--seed", type=int, default=0, help="seed of every metric's sampling")
+    disentanglement.add_argument("--seed", type=SEED, default=0, help="seed of every metric's sampling")
     disentanglement.add_argument("--data-dir", metavar="DIR",
                                  help="folder holding the data set's original files (dSprites' npz), else the run's")
     disentanglement.set_defaults(func=cmd_disentanglement)
@@ -259,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "disentanglement_lib's)")
     select.add_argument("--n", type=bounded(int, 2), default=10000,
                         help="images of the shared sample, drawn from the first run's validation split (default 10000)")
-    select.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    select.add_argument("--seed", type=SEED, default=0, help="seed of the sample")
     select.set_defaults(func=cmd_select)
 
     classifier = commands.add_parser("classifier", help="the digit classifier used to score samples")
@@ -267,9 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_train = classifier_commands.add_parser("train", help="train and cache it")
     classifier_train.add_argument("--dataset", default="mnist")
     classifier_train.add_argument("--data-dir")
-    classifier_train.add_argument("--val-size", type=int, default=5000)
-    classifier_train.add_argument("--epochs", type=int, default=8)
-    classifier_train.add_argument("--seed", type=int, default=0)
+    classifier_train.add_argument("--val-size", type=bounded(int, 1, 10**9), default=5000)
+    classifier_train.add_argument("--epochs", type=bounded(int, 1, 10**4), default=8)
+    classifier_train.add_argument("--seed", type=SEED, default=0)
     classifier_train.add_argument("--out", help="where to save (default: the cache)")
     classifier_train.set_defaults(func=cmd_classifier)
 
