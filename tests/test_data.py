@@ -222,9 +222,9 @@ def test_npz_uint8_and_float(tmp_path):
     np.savez(tmp_path / "a.npz", images=x, labels=y)
     np.savez(tmp_path / "b.npz", x=x[:, None].astype(np.float32) / 255)
     a, b = images.read_npz(tmp_path / "a.npz"), images.read_npz(tmp_path / "b.npz")
-    assert a.train_images.shape == (27, 10, 14) and a.test_images.shape == (3, 10, 14)
+    assert a.train_images.shape == (27, 1, 10, 14) and a.test_images.shape == (3, 1, 10, 14)
     np.testing.assert_array_equal(a.train_labels, y[:27])
-    np.testing.assert_array_equal(b.train_images, x[:27])
+    np.testing.assert_array_equal(b.train_images, x[:27, None])
     assert (b.train_labels == -1).all()
     np.savez(tmp_path / "c.npz", images=x.astype(np.float32))
     with pytest.raises(BetaVAEError, match=r"lie in \[0,1\]"):
@@ -238,24 +238,25 @@ def test_png_folder_with_classes(tmp_path):
         folder = tmp_path / ("cats" if i % 2 else "dogs")
         folder.mkdir(exist_ok=True)
         Image.fromarray(img).save(folder / f"{i}.png")
-    raw = images.read_png_folder(tmp_path)
-    assert raw.train_images.shape[1:] == (9, 11)
+    raw = images.read_folder(tmp_path)
+    assert raw.train_images.shape[1:] == (1, 9, 11)
     assert set(np.concatenate([raw.train_labels, raw.test_labels])) == {0, 1}
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "cats" / "odd.png")
-    with pytest.raises(BetaVAEError, match="one size"):
-        images.read_png_folder(tmp_path)
+    with pytest.raises(BetaVAEError, match=r"odd\.png is 5x5, but .* is 11x9; give --image-size S"):
+        images.read_folder(tmp_path)
 
 
 def png_folder(tmp_path, *pictures) -> list:
-    """Save Pillow images as 0.png, 1.png, ... in a fresh folder; read them back as the training images."""
+    """Save Pillow images as 0.png, 1.png, ... in a fresh folder; read them back as (H,W) grey or (H,W,3) RGB."""
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, picture in enumerate(pictures):
         picture.save(folder / f"{i}.png")
-    raw = images.read_png_folder(folder, log=lambda line: None)
-    everything = np.concatenate([raw.train_images, raw.test_images])
+    raw = images.read_folder(folder, log=lambda line: None)
+    everything = np.concatenate([raw.train_images, raw.test_images]).transpose(0, 2, 3, 1)
     order = np.random.default_rng(0).permutation(len(pictures))  # the reader's fixed shuffle, undone
-    return [everything[np.flatnonzero(order == i)[0]] for i in range(len(pictures))]
+    read = [everything[np.flatnonzero(order == i)[0]] for i in range(len(pictures))]
+    return [image[..., 0] if image.shape[-1] == 1 else image for image in read]
 
 
 def digit(size: int = 8) -> np.ndarray:
@@ -297,11 +298,12 @@ def test_a_picture_with_transparency_is_composited_over_black(tmp_path):
     rgba[..., 3] = 255
     rgba[:, :2, 3] = 0  # two transparent columns
     rgba[:, 2, 3] = 128  # one half transparent
-    grey, _ = png_folder(tmp_path, Image.fromarray(rgba, "RGBA"), Image.fromarray(rgba, "RGBA"))
-    luma = np.asarray(Image.fromarray(rgba[..., :3]).convert("L")).astype(int)
-    assert (grey[:, :2] == 0).all()
-    assert np.abs(grey[:, 2].astype(int) - luma[:, 2] // 2).max() <= 1
-    np.testing.assert_array_equal(grey[:, 3:], luma[:, 3:])
+    rgb, _ = png_folder(tmp_path, Image.fromarray(rgba, "RGBA"), Image.fromarray(rgba, "RGBA"))
+    assert rgb.shape == (8, 8, 3) and (rgb[..., 1:] == 0).all()  # colour is kept
+    red = rgb[..., 0].astype(int)
+    assert (red[:, :2] == 0).all()
+    assert np.abs(red[:, 2] - rgba[:, 2, 0] // 2).max() <= 1
+    np.testing.assert_array_equal(red[:, 3:], rgba[:, 3:, 0])
 
 
 def test_palette_images_are_read_through_their_palette_and_transparency(tmp_path):
@@ -331,10 +333,10 @@ def test_unreadable_images_are_one_line_naming_the_file(tmp_path):
     whole = (folder / "a.png").read_bytes()
     (folder / "b.png").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(BetaVAEError, match=r"b\.png is not a readable image"):
-        images.read_png_folder(folder)
+        images.read_folder(folder)
     (folder / "b.png").write_bytes(b"not an image at all")
     with pytest.raises(BetaVAEError, match=r"b\.png is not a readable image"):
-        images.read_png_folder(folder)
+        images.read_folder(folder)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
@@ -343,7 +345,7 @@ def test_unreadable_images_are_one_line_naming_the_file(tmp_path):
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
     (folder / "b.png").write_bytes(bomb)
     with pytest.raises(BetaVAEError, match=r"b\.png has more pixels than an image may"):
-        images.read_png_folder(folder)
+        images.read_folder(folder)
 
 
 def test_a_npy_under_an_npz_name_is_one_line(tmp_path):

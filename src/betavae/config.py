@@ -29,17 +29,19 @@ PRECISIONS = ("fp32", "bf16")
 # Seeds are 32-bit: numpy's are, and torch's generators take the same values.
 AT_MOST = {"latent_dim": 4096, "batch_size": 2**20, "epochs": 10**6, "val_size": 10**9, "threads": 1024,
            "latent_map_size": 10**7, "time_budget": 10**9, "seed": 2**32 - 1, "layer": 2**16}
+IMAGE_SIZES = (4, 1024)  # the sides --image-size may ask for (0 keeps the images as stored)
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything that determines a run. Validated on construction; saved resolved in each run's config.json."""
 
-    # data: a named data set, or a path to an .npz file or a folder of PNG files
+    # data: a named data set, or a path to an .npz file or a folder of images (docs/own-images.md)
     dataset: str = "mnist"
     data_dir: str | None = None
     val_size: int = 10000
     pixels: str = "grey"
+    image_size: int = 0  # the user's own images center-cropped and resized to image_size squared; 0: as stored
     # model
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
@@ -88,6 +90,9 @@ class Config:
             if not widths or min(widths) < 1 or max(widths) > AT_MOST["layer"]:
                 raise BetaVAEError(f"{name} must list layer sizes from 1 to {AT_MOST['layer']}, got "
                                    f"{','.join(map(str, widths)) or 'none'}; try --{name} {example}")
+        if self.image_size and not IMAGE_SIZES[0] <= self.image_size <= IMAGE_SIZES[1]:
+            raise BetaVAEError(f"image_size must be 0 (as stored) or from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}, got "
+                               f"{self.image_size}; fix --image-size")
         for name in ("figure_epochs", "latent_map_epochs"):
             if any(epoch < 0 for epoch in getattr(self, name)):
                 raise BetaVAEError(f"{name} lists epochs, which are >= 0; fix --{name.replace('_', '-')}")
@@ -162,6 +167,9 @@ PRESETS.update({
     "dipvae": {**DSPRITES, "objective": "dipvae"},
     "adagvae": {**DSPRITES, "objective": "adagvae"},
 })
+# The user's own colour (or grey) images at 64x64 with the dSprites model (Burgess et al.'s), grey levels as targets.
+PRESETS["conv64"] = {**{key: DSPRITES[key] for key in ("arch", "channels", "hidden", "latent_dim", "batch_size", "lr",
+                                                       "lr_schedule")}, "pixels": "grey", "beta": 4.0, "image_size": 64}
 # The recipe with the best median MIG over seeds here (docs/dsprites.md): Ada-GVAE. It needs ground-truth factors.
 PRESETS["disentangle"] = dict(PRESETS["adagvae"])
 DEFAULT_PRESET = "betavae"

@@ -144,7 +144,7 @@ class Run:
     @cached_property
     def data(self) -> datalib.Data:
         """All three splits of the data the run was trained on."""
-        data = datalib.load(self.config.dataset, self.config.data_dir, self.config.val_size)
+        data = datalib.load(self.config.dataset, self.config.data_dir, self.config.val_size, self.config.image_size)
         for name in SPLITS:
             self._warn_if_changed(name, data.split(name))
         return data
@@ -157,7 +157,7 @@ class Run:
             return self.data.split(name)
         if name not in self._splits:
             self._splits[name] = datalib.load_split(self.config.dataset, self.config.data_dir, self.config.val_size,
-                                                    name)
+                                                    name, self.config.image_size)
             self._warn_if_changed(name, self._splits[name])
         return self._splits[name]
 

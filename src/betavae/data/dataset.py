@@ -38,7 +38,9 @@ class Split:
 
     @staticmethod
     def from_numpy(images_uint8: np.ndarray, labels: np.ndarray) -> "Split":
-        pixels = torch.from_numpy(np.ascontiguousarray(images_uint8)).unsqueeze(1).float().div_(255.0)
+        """A split from uint8 images, (N,C,H,W) or grey (N,H,W), and their labels."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images_uint8))
+        pixels = (pixels.unsqueeze(1) if pixels.ndim == 3 else pixels).float().div_(255.0)
         return Split(pixels, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
 
     def sample(self, n: int, seed: int = 0) -> "Split":

@@ -1,14 +1,18 @@
-"""The user's own images: an .npz of arrays, or a folder of PNG files (one subfolder per class, optionally).
+"""The user's own images: an .npz of arrays, or a folder of PNG, JPEG or WebP files (one subfolder per class,
+optionally). Images are kept as uint8 (N, C, H, W), C = 1 (grey) or 3 (RGB); `--image-size` center-crops and resizes
+them once, on load, and the result is cached (`cached`).
 
-A PNG is read by what its pixels mean, whatever mode Pillow opens it in: 16-bit grey is scaled to 0..255 (not
-clipped); palette images through their palette (and its transparency); colour is turned grey (luma). An image with
-transparency whose visible part is one colour, ink drawn over a transparent background as drawing programs save a
-digit, is read as its alpha channel: the coverage, white on black as in MNIST, whatever the ink's colour. Any other
-image with transparency is composited over black.
+An image file is read by what its pixels mean, whatever mode Pillow opens it in: 16-bit grey is scaled to 0..255 (not
+clipped); palette images through their palette (and its transparency). An image with transparency whose visible part
+is one colour, ink drawn over a transparent background as drawing programs save a digit, is read as its alpha channel:
+the coverage, white on black as in MNIST, whatever the ink's colour. Any other image with transparency is composited
+over black. A folder whose images are all grey stays grey (1 channel); one with any colour image is read as RGB, its
+grey images converted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import sys
 import warnings
@@ -20,32 +24,81 @@ from typing import Callable
 import numpy as np
 
 from ..errors import BetaVAEError, first_line
+from . import sources
 from .sources import RawData
 
+Log = Callable[[str], None]
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK"
 GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow versions open it
 INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CACHE_VERSION = 1  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
 LABEL_KEYS = ("labels", "y", "y_train")
 
 
-def to_uint8(images: np.ndarray, source: str) -> np.ndarray:
-    """(N,H,W) or (N,1,H,W), uint8 or float in [0,1] -> (N,H,W) uint8."""
-    images = np.asarray(images)
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise BetaVAEError(f"{source}: images must have shape (N,H,W) or (N,1,H,W), got {images.shape}")
-    if images.dtype == np.uint8:
-        return images
+def say(line: str) -> None:
+    """Notes about the data, on stderr."""
+    print(line, file=sys.stderr)
+
+
+def to_uint8(images: np.ndarray, source: str, log: Log = say) -> np.ndarray:
+    """(N,H,W), (N,H,W,C) or (N,C,H,W), C in 1, 3 or 4 (RGBA), uint8 or float in [0,1] -> (N,C,H,W) uint8, C 1 or 3.
+
+    A 4-d array whose last axis is 1, 3 or 4 is read as channels-last, any other as channels-first: (N,3,H,3) is N
+    images of 3xH with 3 channels. RGBA is composited over black (the alpha channel is not kept), and `log` says so."""
+    images = channels_first(np.asarray(images), source)
     if images.dtype == bool:
-        return images.astype(np.uint8) * 255
-    if not np.issubdtype(images.dtype, np.floating):
-        raise BetaVAEError(f"{source}: images must be uint8 or float in [0,1], got {images.dtype}")
-    if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-        raise BetaVAEError(f"{source}: float images must lie in [0,1]; rescale them (e.g. divide by 255)")
-    return np.rint(images * 255).astype(np.uint8)
+        images = images.astype(np.uint8) * 255
+    elif images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating):
+            raise BetaVAEError(f"{source}: images must be uint8 or float in [0,1], got {images.dtype}")
+        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+            raise BetaVAEError(f"{source}: float images must lie in [0,1]; rescale them (e.g. divide by 255)")
+        images = np.rint(images * 255).astype(np.uint8)
+    if images.shape[1] == 4:
+        log(f"betavae: {source}: RGBA images composited over black (the alpha channel is not kept)")
+        images = np.rint(images[:, :3] * (images[:, 3:].astype(np.float32) / 255)).astype(np.uint8)
+    return images
+
+
+def channels_first(images: np.ndarray, source: str) -> np.ndarray:
+    """An array of images as (N,C,H,W), C in 1, 3 or 4, by the layout rule of `to_uint8`; any other shape is one line."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim == 4 and images.shape[3] in CHANNELS:
+        return images.transpose(0, 3, 1, 2)
+    if images.ndim == 4 and images.shape[1] in CHANNELS:
+        return images
+    raise BetaVAEError(f"{source}: images must have shape (N,H,W), (N,H,W,C) or (N,C,H,W) with C = 1, 3 or 4 (RGBA), "
+                       f"got {images.shape}; save them in one of these layouts")
+
+
+def fit_to_size(pixels: np.ndarray, size: int) -> np.ndarray:
+    """One image (H,W) or (H,W,3) uint8 center-cropped to a square and resized to size x size with the area (box)
+    filter, which averages every source pixel a target pixel covers."""
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = np.ascontiguousarray(pixels[top:top + side, left:left + side])
+    if side == size:
+        return square
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BOX))
+
+
+def resized(images: np.ndarray, size: int) -> np.ndarray:
+    """Images (N,C,H,W) uint8, each fitted to size x size (`fit_to_size`); size 0 keeps them as they are."""
+    if not size:
+        return images
+    channels = images.shape[1]
+    fitted = [fit_to_size(image[..., 0] if channels == 1 else image, size) for image in images.transpose(0, 2, 3, 1)]
+    if not fitted:
+        return np.zeros((0, channels, size, size), np.uint8)
+    return np.ascontiguousarray(np.stack(fitted).reshape(len(images), size, size, channels).transpose(0, 3, 1, 2))
 
 
 def split_off_test(images: np.ndarray, labels: np.ndarray, fraction: float = 0.1) -> RawData:
@@ -56,8 +109,9 @@ def split_off_test(images: np.ndarray, labels: np.ndarray, fraction: float = 0.1
     return RawData(images[:-n_test], labels[:-n_test], images[-n_test:], labels[-n_test:])
 
 
-def read_npz(path: str | Path) -> RawData:
-    """Images under 'images' (or 'x'), optional 'labels' (or 'y'), optional 'test_images'/'test_labels'."""
+def read_npz(path: str | Path, image_size: int = 0, log: Log = say) -> RawData:
+    """Images under 'images' (or 'x'), optional 'labels' (or 'y'), optional 'test_images'/'test_labels'; with an
+    `image_size`, each image center-cropped and resized to it."""
     path = Path(path)
     try:
         with open_npz(path, "an .npz file of arrays") as stored:
@@ -68,13 +122,14 @@ def read_npz(path: str | Path) -> RawData:
     image_key = next((k for k in IMAGE_KEYS if k in arrays), None)
     if image_key is None:
         raise BetaVAEError(f"{path} has no images; store them under one of: {', '.join(IMAGE_KEYS)}")
-    images = to_uint8(arrays[image_key], str(path))
+    images = resized(to_uint8(arrays[image_key], str(path), log), image_size)
     labels = _labels(arrays, LABEL_KEYS, len(images), path)
     if "test_images" not in arrays:
         return split_off_test(images, labels)
-    test_images = to_uint8(arrays["test_images"], str(path))
+    test_images = resized(to_uint8(arrays["test_images"], str(path), lambda line: None), image_size)
     if test_images.shape[1:] != images.shape[1:]:
-        raise BetaVAEError(f"{path}: test_images are {test_images.shape[1:]}, training images {images.shape[1:]}")
+        raise BetaVAEError(f"{path}: test_images are {test_images.shape[1:]}, training images {images.shape[1:]} "
+                           "(channels, height, width); store both alike")
     return RawData(images, labels, test_images, _labels(arrays, ("test_labels",), len(test_images), path))
 
 
@@ -108,43 +163,62 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
     return labels.astype(np.int64)
 
 
-def read_png_folder(folder: str | Path, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
-                    ) -> RawData:
-    """PNG files of one size; with subfolders, each subfolder is a class labelled by its sorted position."""
-    folder = Path(folder)
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("*.png")))
-    groups = [(i, sorted(c.glob("*.png"))) for i, c in enumerate(classes)] or [(-1, sorted(folder.glob("*.png")))]
-    files = [(label, f) for label, paths in groups for f in paths]
+def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
+    """(label, file) of every image in a folder: with subfolders holding images, each is a class labelled by its
+    sorted position (the images at the top are left out, and `log` says so); else the images at the top, label -1."""
+    def images_in(place: Path) -> list[Path]:
+        return sorted(p for p in place.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+
+    classes = [(c, images_in(c)) for c in sorted(p for p in folder.iterdir() if p.is_dir())]
+    classes = [(c, files) for c, files in classes if files]
+    files = [(i, f) for i, (_, paths) in enumerate(classes) for f in paths] or [(-1, f) for f in images_in(folder)]
     if not files:
-        raise BetaVAEError(f"{folder} holds no .png files, neither at its top nor in subfolders; put images there "
-                           "(optionally one subfolder per class)")
-    if classes and any(folder.glob("*.png")):
-        log(f"betavae: {folder}: the PNGs at the top are left out; the subfolders are the classes")
-    images, colour = [], 0
+        raise BetaVAEError(f"{folder} holds no {', '.join(SUFFIXES)} files, neither at its top nor in subfolders; put "
+                           "images there (optionally one subfolder per class)")
+    if classes and images_in(folder):
+        log(f"betavae: {folder}: the images at the top are left out; the subfolders are the classes")
+    return files
+
+
+def read_folder(folder: str | Path, image_size: int = 0, log: Log = say) -> RawData:
+    """PNG, JPEG and WebP files (`image_files`), of one size unless `image_size` fits each to a square of that size;
+    grey (N,1,H,W) when every image is grey, else RGB (N,3,H,W), the grey ones converted (and `log` says how many)."""
+    folder = Path(folder)
+    files = image_files(folder, log)
+    images = []
     for _, path in files:
-        pixels, coloured = read_png(path)
-        images.append(pixels)
-        colour += coloured
-        if images[-1].shape != images[0].shape:
-            raise BetaVAEError(f"{path} is {images[-1].shape}, but {files[0][1]} is {images[0].shape}; "
-                               "all images must have one size")
-    if colour:
-        log(f"betavae: {folder}: {colour} colour images converted to grey (colour is not supported yet)")
+        pixels = read_image(path)
+        images.append(fit_to_size(pixels, image_size) if image_size else pixels)
+        if images[-1].shape[:2] != images[0].shape[:2]:
+            raise BetaVAEError(f"{path} is {size_of(images[-1])}, but {files[0][1]} is {size_of(images[0])}; give "
+                               "--image-size S to crop and resize every image to SxS, or resize them alike")
+    grey = sum(pixels.ndim == 2 for pixels in images)
+    if grey < len(images):
+        if grey:
+            log(f"betavae: {folder}: {grey} grey images converted to RGB (the others have colour)")
+        images = [np.dstack([pixels] * 3) if pixels.ndim == 2 else pixels for pixels in images]
+    stacked = np.stack(images)
+    stacked = stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
     labels = np.array([label for label, _ in files], dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(files))  # mix classes before the test split is cut off
-    return split_off_test(np.stack(images)[order], labels[order])
+    return split_off_test(np.ascontiguousarray(stacked[order]), labels[order])
 
 
-def read_png(path: Path) -> tuple[np.ndarray, bool]:
-    """One image file as grey levels (H, W) uint8 by its meaning (see the module's docstring), and whether it had
-    colour; a file Pillow cannot read, a truncated one or a decompression bomb is one line naming the file."""
+def size_of(pixels: np.ndarray) -> str:
+    """An image's size as a user reads it: width x height."""
+    return f"{pixels.shape[1]}x{pixels.shape[0]}"
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file by its meaning (see the module's docstring): grey (H, W) or RGB (H, W, 3) uint8; a file Pillow
+    cannot read, a truncated one or a decompression bomb is one line naming the file."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():  # an image over Pillow's pixel limit is refused, not decoded with a warning
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return grey_levels(image)
+                return pixels_of(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BetaVAEError(f"{path} has more pixels than an image may (Pillow's limit, {Image.MAX_IMAGE_PIXELS:,}, "
                            "guards against decompression bombs); shrink it or leave it out") from None
@@ -152,20 +226,22 @@ def read_png(path: Path) -> tuple[np.ndarray, bool]:
         raise BetaVAEError(f"{path} is not a readable image ({first_line(error)}); replace or remove it") from None
 
 
-def grey_levels(image: "Image.Image") -> tuple[np.ndarray, bool]:
-    """An open Pillow image as grey levels (H, W) uint8 by what its mode means, and whether it had colour."""
+def pixels_of(image: "Image.Image") -> np.ndarray:
+    """An open Pillow image by what its mode means: grey levels (H, W) uint8 when it has no colour (or is ink over
+    transparency), else RGB (H, W, 3) uint8, composited over black where it has transparency."""
     from PIL import Image
 
     if image.mode in GREY_16:
-        return scale_16_bit(np.asarray(image), image.filename), False
+        return scale_16_bit(np.asarray(image), image.filename)
     if image.mode in ("1", "L") and not image.has_transparency_data:
-        return np.asarray(image.convert("L")), False
+        return np.asarray(image.convert("L"))
     rgba = np.asarray(image.convert("RGBA"))
-    coloured = not (rgba[..., :3] == rgba[..., :1])[rgba[..., 3] > 0].all()
     if is_ink(rgba):
-        return rgba[..., 3].copy(), coloured
+        return rgba[..., 3].copy()
     black = Image.new("RGBA", image.size, (0, 0, 0, 255))
-    return np.asarray(Image.alpha_composite(black, Image.fromarray(rgba)).convert("L")), coloured
+    composited = Image.alpha_composite(black, Image.fromarray(rgba))
+    grey = (rgba[..., :3] == rgba[..., :1])[rgba[..., 3] > 0].all()
+    return np.asarray(composited.convert("L" if grey else "RGB"))
 
 
 def is_ink(rgba: np.ndarray) -> bool:
@@ -184,3 +260,36 @@ def scale_16_bit(levels: np.ndarray, source: str) -> np.ndarray:
     if levels.size and (levels.min() < 0 or levels.max() > 65535):
         raise BetaVAEError(f"{source}: grey levels from {levels.min()} to {levels.max()} are not 16-bit (0 to 65535)")
     return np.rint(levels * (255 / 65535)).astype(np.uint8)
+
+
+def cached(path: Path, image_size: int = 0, cache: Path | None = None, log: Log = say) -> RawData:
+    """The user's images at `image_size` (0: as stored), decoded once: a folder, or an .npz to resize, is kept in the
+    data cache under `cache_key`, so that changed files or another size never share an entry (an .npz read as stored
+    is as fast to read as the cache, and is not copied)."""
+    read = read_npz if path.suffix == ".npz" else read_folder
+    if not path.exists() or (read is read_npz and not image_size):
+        return read(path, image_size, log)
+    target = (cache or sources.cache_dir()) / "images" / f"{cache_key(path, image_size)}.npz"
+    try:
+        return sources.read_cache(target)
+    except BetaVAEError as error:
+        if target.exists():
+            log(f"betavae: {error}")
+    raw = read(path, image_size, log)
+    try:
+        sources.write_cache(raw, target)
+    except OSError as error:
+        log(f"betavae: could not write the cache {target} ({error}); continuing without it")
+    return raw
+
+
+def cache_key(path: Path, image_size: int) -> str:
+    """What a read of the user's images depends on: the path, each image file's name, length and modification time,
+    and the size asked for (which also names the entry: <digest>-<size>)."""
+    path = path.resolve()
+    files = [path] if path.is_file() else [file for _, file in image_files(path, lambda line: None)]
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {path} {image_size}".encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"\n{file} {stat.st_size} {stat.st_mtime_ns}".encode())
+    return f"{digest.hexdigest()[:32]}-{image_size or 'stored'}"

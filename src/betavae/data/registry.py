@@ -2,8 +2,8 @@
 which classifier scores its samples. Configuration, `betavae fetch`, loading, the classifier, the help texts, Ada-GVAE
 and the disentanglement command all ask this table, so a data set is interpreted in one place.
 
-A name is one of the known data sets, or a path: an .npz file or a folder of PNG files (the user's own images). A data
-set with ground-truth factors is a `groundtruth.GroundTruthData` (one module) and one line of KNOWN.
+A name is one of the known data sets, or a path: an .npz file or a folder of PNG, JPEG or WebP files (the user's own
+images, read by data/images.py, which `--image-size` crops and resizes). A data set with ground-truth factors is a `groundtruth.GroundTruthData` (one module) and one line of KNOWN.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ class Dataset:
 
 
 def _summary(name: str, raw: RawData) -> str:
+    shape = raw.train_images.shape
+    colour = ", RGB" if len(shape) == 4 and shape[1] == 3 else ""
     return (f"{name}: {len(raw.train_images)} training and {len(raw.test_images)} test images of "
-            f"{raw.train_images.shape[1]}x{raw.train_images.shape[2]}, checksum {raw.checksum()[:16]}")
+            f"{shape[-1]}x{shape[-2]}{colour}, checksum {raw.checksum()[:16]}")
 
 
 def _idx_dataset(spec: sources.IdxDataset) -> Dataset:
@@ -58,10 +60,11 @@ def _idx_dataset(spec: sources.IdxDataset) -> Dataset:
                    classifier=spec.name)
 
 
-def _user_dataset(path: Path, read: Callable[[Path], RawData]) -> Dataset:
-    """The user's own images; no classifier is known for them (train one with `betavae classifier train --out`)."""
-    return Dataset(str(path), fetch=lambda data_dir: _summary(str(path), read(path)),
-                   load=lambda data_dir, val_size: split_raw(read(path), val_size, str(path)))
+def _user_dataset(path: Path, image_size: int) -> Dataset:
+    """The user's own images, fitted to `image_size` (0: as stored) and cached; no classifier is known for them (train
+    one with `betavae classifier train --out`)."""
+    return Dataset(str(path), fetch=lambda data_dir: _summary(str(path), images.cached(path, image_size)),
+                   load=lambda data_dir, val_size: split_raw(images.cached(path, image_size), val_size, str(path)))
 
 
 def _ground_truth_dataset(truth: GroundTruthData) -> Dataset:
@@ -78,7 +81,7 @@ KNOWN: dict[str, Dataset] = {
 
 def names_help() -> str:
     """What --dataset may name, for help texts: the known data sets, or the user's own."""
-    return f"{', '.join(KNOWN)}, or a path to an .npz file or a folder of PNGs"
+    return f"{', '.join(KNOWN)}, or a path to an .npz file or a folder of images (PNG, JPEG, WebP; docs/own-images.md)"
 
 
 def ground_truth_names() -> list[str]:
@@ -98,37 +101,48 @@ def check_name(name: str) -> None:
     if name not in KNOWN and not is_path(name):
         hint = f" (names are lower case: {name.lower()})" if name.lower() in KNOWN else ""
         raise BetaVAEError(f"unknown dataset {name!r}{hint}: neither one of {', '.join(KNOWN)} nor an .npz file or a folder "
-                           "of PNGs; name a known data set or give the path to your own images")
+                           "of images; name a known data set or give the path to your own images")
 
 
-def lookup(name: str) -> Dataset:
-    """The data set a name stands for, or a one-line error that lists what a name may be."""
+def lookup(name: str, image_size: int = 0) -> Dataset:
+    """The data set a name stands for (the user's own images fitted to `image_size`, 0: as stored), or a one-line
+    error that lists what a name may be."""
     check_name(name)
     if name in KNOWN:
         return KNOWN[name]
     path = Path(name)
-    if path.suffix == ".npz":
-        return _user_dataset(path, images.read_npz)
-    if path.is_file():
-        raise BetaVAEError(f"dataset {path} is a file but not an .npz; give an .npz file or a folder of PNGs")
-    if not path.is_dir():
-        raise BetaVAEError(f"dataset folder {path} does not exist; check the path (a folder of PNGs, or an .npz file)")
-    return _user_dataset(path, images.read_png_folder)
+    if path.is_file() and path.suffix != ".npz":
+        raise BetaVAEError(f"dataset {path} is a file but not an .npz; give an .npz file or a folder of images")
+    if path.suffix != ".npz" and not path.is_dir():
+        raise BetaVAEError(f"dataset folder {path} does not exist; check the path (a folder of images, or an .npz file)")
+    return _user_dataset(path, image_size)
 
 
-def load(name: str = "mnist", data_dir: str | None = None, val_size: int = 10000) -> Data:
-    """Load a data set by name and split it (validation: the last `val_size` images of the official training set)."""
-    return lookup(name).load(data_dir, val_size)
+def load(name: str = "mnist", data_dir: str | None = None, val_size: int = 10000, image_size: int = 0) -> Data:
+    """Load a data set by name and split it (validation: the last `val_size` images of the official training set);
+    `image_size` crops and resizes the user's own images (a known data set must already have that size)."""
+    data = lookup(name, image_size).load(data_dir, val_size)
+    _check_size(name, data.image_shape, image_size)
+    return data
 
 
-def load_split(name: str, data_dir: str | None, val_size: int, split: str) -> Split:
+def load_split(name: str, data_dir: str | None, val_size: int, split: str, image_size: int = 0) -> Split:
     """One split of a data set (for data sets that can, without loading the others)."""
-    return lookup(name).load_split(data_dir, val_size, split)
+    chosen = lookup(name, image_size).load_split(data_dir, val_size, split)
+    _check_size(name, tuple(chosen.images.shape[1:]), image_size)
+    return chosen
 
 
-def fetch(name: str, data_dir: str | None = None) -> str:
+def _check_size(name: str, image_shape: tuple[int, ...], image_size: int) -> None:
+    """Refuse, in one line, an `image_size` that a known data set (which is never resized) does not have."""
+    if image_size and tuple(image_shape[1:]) != (image_size, image_size):
+        raise BetaVAEError(f"--image-size {image_size} resizes your own images only, and {name} is "
+                           f"{image_shape[-1]}x{image_shape[-2]}; pass --image-size 0 (or {image_shape[-1]} if square)")
+
+
+def fetch(name: str, data_dir: str | None = None, image_size: int = 0) -> str:
     """Obtain a data set (and cache it); returns a one-line summary of what was obtained."""
-    return lookup(name).fetch(data_dir)
+    return lookup(name, image_size).fetch(data_dir)
 
 
 def ground_truth(name: str, needed_by: str) -> GroundTruthData:

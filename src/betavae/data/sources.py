@@ -43,7 +43,7 @@ IDX_FILES = {
 
 @dataclass(frozen=True)
 class RawData:
-    """Decoded images (N, H, W) uint8 and labels (N,) int64 of the official train and test splits."""
+    """Decoded images, (N, H, W) or (N, C, H, W) uint8, and labels (N,) int64 of the official train and test splits."""
 
     train_images: np.ndarray
     train_labels: np.ndarray

@@ -117,7 +117,7 @@ def load_data(config: Config, context: distributed.Context) -> datalib.Data:
     """The run's data; under torchrun rank 0 fetches (and caches) it before the other ranks read the cache."""
     if not context.is_main:
         context.barrier()
-    data = datalib.load(config.dataset, config.data_dir, config.val_size)
+    data = datalib.load(config.dataset, config.data_dir, config.val_size, config.image_size)
     if context.is_main:
         context.barrier()
     return data
