@@ -48,7 +48,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
 def cmd_fetch(args: argparse.Namespace) -> None:
     from .data import fetch
 
-    print(fetch(args.dataset, args.data_dir))
+    print(fetch(args.dataset, args.data_dir, args.image_size))
 
 
 def finished_run(args: argparse.Namespace):
@@ -141,7 +141,7 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     if path.is_dir() or not path.parent.is_dir():  # said before training, not after
         raise BetaVAEError(f"--out {path} must name a file in an existing folder (it is a folder, or its folder is "
                            "missing); give a file path such as classifier.safetensors")
-    data = load(args.dataset, args.data_dir, args.val_size)
+    data = load(args.dataset, args.data_dir, args.val_size, image_size=args.image_size)
     model, test_accuracy = train_classifier(data, args.epochs, args.seed)
     save_classifier(model, path, test_accuracy)
     print(f"classifier test accuracy {test_accuracy:.4f}; saved {path}")
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_train = classifier_commands.add_parser("train", help="train and cache it")
     classifier_train.add_argument("--dataset", default="mnist")
     classifier_train.add_argument("--data-dir")
+    classifier_train.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
+                                  help="center-crop and resize your own images to SxS, as the runs it scores")
     classifier_train.add_argument("--val-size", type=bounded(int, 1, 10**9), default=5000)
     classifier_train.add_argument("--epochs", type=bounded(int, 1, 10**4), default=8)
     classifier_train.add_argument("--seed", type=SEED, default=0)
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("dataset", nargs="?", default="mnist",
                        help=f"{dataset_names()} (default mnist)")
     fetch.add_argument("--data-dir")
+    fetch.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
+                       help="your own images: center-crop and resize to SxS into the cache (as train --image-size)")
     fetch.set_defaults(func=cmd_fetch)
     return parser
 
