@@ -94,7 +94,9 @@ def test_logistic_is_exact_where_a_bin_holds_almost_nothing():
 def test_continuous_bernoulli_density_integrates_to_one_and_has_its_mean(logit):
     likelihood = decoders.build("continuous-bernoulli", 1)
     output = torch.tensor(logit, dtype=torch.float64).view(1, 1, 1, 1)
-    density = lambda x: math.exp(-likelihood.nll(output, torch.tensor(x, dtype=torch.float64).view(1, 1, 1, 1)))  # noqa: E731
+    def density(x: float) -> float:
+        return math.exp(-likelihood.nll(output, torch.tensor(x, dtype=torch.float64).view(1, 1, 1, 1)).item())
+
     total, _ = integrate.quad(density, 0, 1, points=[0.01, 0.99], limit=200)
     mean, _ = integrate.quad(lambda x: x * density(x), 0, 1, points=[0.01, 0.99], limit=200)
     assert total == pytest.approx(1.0, abs=1e-7)
