@@ -11,7 +11,7 @@ import torch
 
 from betavae import runs, samplers
 from betavae.config import Config
-from betavae.model import networks
+from betavae.model import decoders, networks
 from betavae.pictures import run_figures
 from betavae.pictures.draw import pixel_levels
 from betavae.pictures.report import decoder_spec
@@ -34,7 +34,7 @@ CONFIGS = {
 
 def node_decode(model, z, tmp_path):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"layers": decoder_spec(model), "z": z.tolist()}))
+    spec.write_text(json.dumps({"layers": decoder_spec(model), "likelihood": model.likelihood.name, "z": z.tolist()}))
     out = subprocess.run([NODE, str(JS / "decode.js"), str(spec)], capture_output=True, text=True, check=True)
     return torch.tensor(json.loads(out.stdout), dtype=torch.float64)
 
@@ -53,7 +53,24 @@ def test_node_decoder_matches_torch(arch, shape, activation, tmp_path):
     assert (got - expected).abs().max().item() <= 1e-4
 
 
-RUNS = {**CONFIGS, "colour": CONFIGS["conv"]}  # the colour run: a conv model of 3-channel images
+@needs_node
+@pytest.mark.parametrize("likelihood", list(decoders.LIKELIHOODS))
+def test_node_decodes_the_mean_image_of_each_likelihood(likelihood, tmp_path):
+    """The page shows what `model.decode_mean` gives: the continuous Bernoulli's true mean, the logistic's first C
+    channels, the Gaussian's clamped mean; outputs near 0 take the continuous Bernoulli's series."""
+    torch.manual_seed(0)
+    model = networks.build(CONFIGS["conv"].replace(likelihood=likelihood), (3, 12, 12))
+    z = torch.randn(16, 5) * 2
+    with torch.no_grad():
+        model.decoder.up[-1].bias.sub_(model.decode(z).mean(dim=(0, 2, 3)))  # outputs around 0, small and large
+    expected = model.decode_mean(z).detach().double().flatten(1)
+    got = node_decode(model, z, tmp_path)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+# the colour runs: conv models of 3-channel images, Bernoulli and the discretized logistic
+RUNS = {**CONFIGS, "colour": CONFIGS["conv"], "logistic": CONFIGS["conv"].replace(likelihood="logistic")}
 
 
 def data_of(run_dir: Path):
@@ -64,10 +81,11 @@ def data_of(run_dir: Path):
 @pytest.fixture(scope="module", params=list(RUNS))
 def report_run(request, tmp_path_factory):
     config = RUNS[request.param].replace(epochs=1, batch_size=32, latent_map_size=40)
-    if request.param == "colour":  # at beta 4 and 6 steps an epoch every latent of the colour run stays unused (KL
-        config = config.replace(epochs=3, batch_size=16, beta=1.0, lr=5e-3)  # ~0), and no slider changes the canvas
+    colour = request.param in ("colour", "logistic")
+    if colour:  # at beta 4 and 6 steps an epoch every latent of the colour run stays unused (KL ~0), and no slider
+        config = config.replace(epochs=3, batch_size=16, beta=1.0, lr=5e-3)  # changes the canvas
     run_dir = tmp_path_factory.mktemp(request.param) / "run"
-    data = synthetic_colour_data() if request.param == "colour" else synthetic_data()
+    data = synthetic_colour_data() if colour else synthetic_data()
     fit(config, run_dir, data=data, callbacks=[run_figures.TrainingFigures()], log=lambda line: None)
     return run_dir
 
@@ -90,7 +108,7 @@ def test_explorer_in_headless_chromium(report_run):
     model = runs.load(report_run)
     z = torch.tensor(page["z"], dtype=torch.float32)
     assert z[page["slider_dim"]].item() == pytest.approx(page["slider_value"], abs=1e-6)
-    expected = torch.sigmoid(model.decode(z[None])).detach().double()[0]
+    expected = model.decode_mean(z[None]).detach().double()[0]
     shown = torch.tensor(page["probabilities"], dtype=torch.float64)
     assert (shown - expected.flatten()).abs().max().item() <= 1e-4
     canvas = torch.tensor(page["after"], dtype=torch.float64).view(*expected.shape[1:], 3)
@@ -146,7 +164,7 @@ def test_the_explorer_paints_what_python_decodes_in_grey_or_colour(report_run, t
     run = Run.open(report_run)
     z = torch.randn(3, run.config.latent_dim) * 2
     page = explorer_paints(run.path, z, tmp_path)
-    expected = (torch.sigmoid(run.model.decode(z)).detach().double() * 255).round()
+    expected = (run.model.decode_mean(z).detach().double() * 255).round()
     for painted, decoded in zip(page["decoded"], expected):
         canvas = torch.tensor(painted, dtype=torch.float64).view(*decoded.shape[1:], 4)
         assert (canvas[..., :3] - as_canvas(decoded)).abs().max().item() <= 1

@@ -10,6 +10,7 @@ from dataclasses import fields
 
 from .config import CONFIG_FIELDS, Config, resolve
 from .data.registry import names_help as dataset_names
+from .model.decoders import HELP as LIKELIHOOD_HELP
 from .model.objectives import OBJECTIVES
 
 DEFAULT_CONFIG = resolve()  # what `betavae train` trains without options: the defaults --help shows
@@ -25,6 +26,7 @@ HELP = {
     "arch": "mlp: dense layers (--hidden); conv: one 4x4 stride-2 convolution per --channels entry, then --hidden, "
             "built for the data's size and channels. The conv preset has 2 convolutions, for 28x28; conv64 and "
             "dsprites Burgess et al.'s 4 of 32 for 64x64 (see docs/own-images.md)",
+    "likelihood": LIKELIHOOD_HELP,
     "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
     "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
                  "each reads its own settings (below); presets of the same names hold each one's paper settings",

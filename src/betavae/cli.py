@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "codes, or a chosen digit's mixture", cmd_sample)
     sub.add_argument("--n", type=bounded(int, 1, MAX_SAMPLES), default=64, help=f"images, 1 to {MAX_SAMPLES}")
     sub.add_argument("--seed", type=SEED, help="default: the run's seed + 2, the seed of the samples training draws")
-    sub.add_argument("--draw", action="store_true", help="show Bernoulli draws instead of means")
+    sub.add_argument("--draw", action="store_true", help="show draws of the likelihood (Bernoulli: 0/1 pixels) instead of means")
     sub.add_argument("--sampler", choices=samplers.NAMES, default=samplers.DEFAULT,
                      help=f"{samplers.HELP} (default {samplers.DEFAULT})")
     sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)

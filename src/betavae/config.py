@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from .data.registry import check_name as check_dataset_name
 from .errors import BetaVAEError
+from .model.decoders import LIKELIHOODS
 from .model.objectives import OBJECTIVES, BetaSettings, Context, Objective, Settings
 from .model.objectives.base import check_choice
 
@@ -48,6 +49,7 @@ class Config:
     channels: tuple[int, ...] = (32, 64)
     activation: str = "relu"
     latent_dim: int = 20
+    likelihood: str = "bernoulli"  # the decoder's distribution of pixels (model/decoders.py)
     # objective: its name and its own settings (each objective's module holds their names and defaults)
     objective: str = "beta"
     objective_settings: Settings = field(default_factory=BetaSettings)
@@ -72,6 +74,10 @@ class Config:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("objective", self.objective, tuple(OBJECTIVES))
         check_choice("pixels", self.pixels, PIXELS)
+        check_choice("likelihood", self.likelihood, tuple(LIKELIHOODS))
+        if self.likelihood == "logistic" and self.pixels == "binary":
+            raise BetaVAEError("the logistic likelihood is of 8-bit pixels, not binary ones; use --pixels grey with "
+                               "--likelihood logistic, or --likelihood bernoulli for binary pixels")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)

@@ -81,8 +81,37 @@
     return [y, [c, height, width]];
   }
 
-  // Decode one latent vector into pixel probabilities (Bernoulli means), a Float64Array of C*H*W values.
-  function decode(layers, z) {
+  // The continuous Bernoulli's mean for logit l: sigmoid(l) / tanh(l / 2) - 1 / l, by its series near l = 0.
+  function continuousBernoulliMean(l) {
+    if (Math.abs(l) < 0.1) return 0.5 + l / 12 - (l * l * l) / 720;
+    return Math.min(1, Math.max(0, 0.5 + 0.5 / Math.tanh(l / 2) - 1 / l));
+  }
+
+  // The discretized logistic's mean over its 256 bins, 1 - (1/255) sum_k F((k - 1/2) / 255), k = 1..255.
+  function logisticMean(mu, logScale) {
+    const inverseScale = Math.exp(-Math.max(logScale, -7));
+    let below = 0;
+    for (let k = 1; k <= 255; k++) below += 1 / (1 + Math.exp(-((k - 0.5) / 255 - mu) * inverseScale));
+    return 1 - below / 255;
+  }
+
+  // The mean image in [0, 1] of the decoder's outputs, as betavae/model/decoders.py defines it per likelihood: the
+  // logistic's outputs hold the means first, then the log-scales.
+  function meanImage(x, likelihood) {
+    const n = likelihood === "logistic" ? x.length / 2 : x.length, y = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      if (likelihood === "bernoulli" || likelihood === undefined) y[i] = 1 / (1 + Math.exp(-x[i]));
+      else if (likelihood === "continuous-bernoulli") y[i] = continuousBernoulliMean(x[i]);
+      else if (likelihood === "logistic") y[i] = logisticMean(x[i], x[n + i]);
+      else if (likelihood === "gaussian" || likelihood === "gaussian-learned") y[i] = Math.min(1, Math.max(0, x[i]));
+      else throw new Error("unknown likelihood " + likelihood);
+    }
+    return y;
+  }
+
+  // Decode one latent vector into the likelihood's mean image (Bernoulli: pixel probabilities), a Float64Array of
+  // C*H*W values.
+  function decode(layers, z, likelihood) {
     let x = Float64Array.from(z), shape = [x.length];
     for (const layer of layers) {
       if (layer.type === "linear") { x = linear(layer, x); shape = [x.length]; }
@@ -93,9 +122,7 @@
       else if (layer.type === "crop") [x, shape] = crop(x, shape, layer.height, layer.width);
       else throw new Error("unknown layer type " + layer.type);
     }
-    const probabilities = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) probabilities[i] = 1 / (1 + Math.exp(-x[i]));
-    return probabilities;
+    return meanImage(x, likelihood);
   }
 
   // A Gaussian mixture as the report embeds it (weights, means and Cholesky factors of the covariances, base64).
@@ -131,7 +158,7 @@
     return out;
   }
 
-  const api = { prepare, decode, fromBase64, prepareMixture, mixtureDraw, normals };
+  const api = { prepare, decode, meanImage, fromBase64, prepareMixture, mixtureDraw, normals };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else root.BetaVAEDecoder = api;
 })(typeof window !== "undefined" ? window : globalThis);

@@ -30,7 +30,7 @@
 
   function render() {
     const start = performance.now();
-    const probabilities = D.decode(layers, z);
+    const probabilities = D.decode(layers, z, spec.likelihood);
     draw(document.getElementById("decoded"), probabilities, 255);
     state.lastMs = performance.now() - start;
     state.lastProbabilities = Array.from(probabilities);

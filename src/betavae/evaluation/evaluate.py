@@ -18,7 +18,7 @@ from .. import atomic, samplers
 from .. import data as datalib
 from ..errors import BetaVAEError
 from ..model import VAE
-from ..model.likelihood import active_units, elbo_terms, iwae_bound
+from ..model.likelihood import active_units, bits_per_dim, elbo_terms, iwae_bound
 from ..model.objectives import negative_elbo
 from ..runs import Run
 from . import quality
@@ -42,6 +42,8 @@ def elbo_repeats(model: VAE, split: datalib.Split, pixels: str, repeats: int, se
 
 def likelihood_section(model: VAE, split: datalib.Split, trained_on: str, k: int, repeats: int, seed: int,
                        log: Callable[[str], None]) -> dict[str, Any]:
+    if model.likelihood.name != "bernoulli":
+        return density_section(model, split, k, repeats, seed, log)
     pixels_per_image = math.prod(model.image_shape)
     section: dict[str, Any] = {}
     if trained_on == "grey":
@@ -66,6 +68,27 @@ def likelihood_section(model: VAE, split: datalib.Split, trained_on: str, k: int
     return section
 
 
+def density_section(model: VAE, split: datalib.Split, k: int, repeats: int, seed: int, log: Callable[[str], None]
+                    ) -> dict[str, Any]:
+    """The negative ELBO and IWAE bound of a likelihood other than Bernoulli, on the images as they are: in bits/dim
+    where it is a probability of 8-bit pixels (logistic), else labelled as the density it is."""
+    likelihood = model.likelihood
+    discrete = likelihood.is_likelihood("grey")
+    bits = (lambda nats: {"bits_per_dim": bits_per_dim(nats, model)}) if discrete else (lambda nats: {})  # noqa: E731
+    elbo = elbo_repeats(model, split, "grey", repeats, seed)
+    section: dict[str, Any] = {"elbo": {**elbo, **bits(elbo["neg_elbo"]), "targets": "the images as they are",
+                                        "is_likelihood": discrete, "label": f"{likelihood.name}: {likelihood.meaning}"}}
+    if k > 0:
+        start = time.perf_counter()
+        log(f"importance-weighted bound with K = {k} on {len(split)} images ...")
+        bounds = iwae_bound(model, split.images, k, seed=seed)
+        nll = float(-bounds.mean())
+        section["iwae"] = {"k": k, "nll": nll, "nll_sem": float(bounds.std() / math.sqrt(len(bounds))), **bits(nll),
+                           "seconds": round(time.perf_counter() - start, 1), "targets": "the images as they are",
+                           "is_likelihood": discrete, "label": f"IWAE K={k}, nats per image; {likelihood.meaning}"}
+    return section
+
+
 def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path, n: int, seed: int
                            ) -> dict[str, Any]:
     """Samples of each sampler against real images in the classifier's feature space, beside the real-against-real
@@ -79,7 +102,7 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
     floor_precision, floor_recall = quality.precision_recall(real_f, train_f)
     section: dict[str, Any] = {
         "n": n, "classifier": str(classifier_file), "classifier_test_accuracy": accuracy,
-        "pixels": "Bernoulli means of the decoded samples",
+        "pixels": "mean images of the decoded samples",
         "floor": {"frechet_distance": quality.frechet_distance(train_f, real_f), "what": "train vs split images",
                   "classifier_score": quality.classifier_score(real_p), "precision": floor_precision,
                   "recall": floor_recall, "class_histogram": quality.class_histogram(real_p)},
@@ -88,7 +111,7 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
         sampler = samplers.for_run(run, name)
         codes = sampler.grid(n, torch.Generator().manual_seed(seed + 11))
         with torch.no_grad():
-            fake_f, fake_p = features(torch.sigmoid(run.model.decode(codes.z)))
+            fake_f, fake_p = features(run.model.decode_mean(codes.z))
         precision, recall = quality.precision_recall(real_f, fake_f)
         entry = {"frechet_distance": quality.frechet_distance(fake_f, real_f),
                  "classifier_score": quality.classifier_score(fake_p), "precision": precision, "recall": recall,
@@ -147,16 +170,18 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"evaluation of {result['run']} on the {result['split']} split ({result['images']} images, "
              f"trained on {result['trained_on']} pixels; {result.get('loss', '')})"]
     row = lambda name, value, note="": lines.append(f"  {name:38s} {value:>16s}  {note}")  # noqa: E731
-    for key in ("elbo_grey", "elbo_binarized"):
+    for key in ("elbo_grey", "elbo_binarized", "elbo"):
         if key in result:
             e = result[key]
+            in_bits = f" ({e['bits_per_dim']:.4f} bits/dim)" if "bits_per_dim" in e else ""
             row(f"neg. ELBO, {e['targets'][:24]}", f"{e['neg_elbo']:.2f} ± {e['neg_elbo_sd']:.2f}",
-                f"nats/image, {e['repeats']} repeats; {e['label']}")
+                f"nats/image{in_bits}, {e['repeats']} repeats; {e['label']}")
             row("  distortion (recon) / rate (KL)", f"{e['distortion']:.2f} / {e['rate']:.2f}", "nats/image")
     if "iwae" in result:
         i = result["iwae"]
+        in_bits = f" ({i['bits_per_dim']:.4f} bits/dim)" if "bits_per_dim" in i else f"; {i['label']}"
         row(f"NLL, IWAE K={i['k']}", f"{i['nll']:.2f} ± {i['nll_sem']:.2f}",
-            f"nats/image ({i['bits_per_dim']:.4f} bits/dim), {i['targets']}, {i['seconds']} s")
+            f"nats/image{in_bits}, {i['targets']}, {i['seconds']} s")
     row("active units (Var E[z|x] > 0.01)", str(result["active_units"]))
     sq = result.get("sample_quality")
     if isinstance(sq, dict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .. import data as datalib
 from ..data import Split
@@ -71,7 +70,8 @@ class Totals:
 @torch.no_grad()
 def elbo_terms(model: VAE, split: Split, objective: Objective, pixels: str = "grey", batch_size: int = 1000,
                seed: int = 0, step: int = 0) -> dict:
-    """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image.
+    """Loss, recon, KL, KL per dimension and negative ELBO (recon + KL), per image, with one sampled z per image; in
+    bits per dimension too where the model's likelihood is a probability of these targets (`bits_per_dim`).
 
     The noise comes from its own generator seeded with `seed` and the binarization (binary mode) from one seeded with
     seed + 1, so the figure for a given model depends neither on what ran before it nor on how its images are stored.
@@ -86,11 +86,20 @@ def elbo_terms(model: VAE, split: Split, objective: Objective, pixels: str = "gr
     for index in datalib.batch_indices(len(split), batch_size):
         x = datalib.prepare(split.images[index].to(device), pixels, binarizer)
         noise = torch.randn(len(x), model.latent_dim, generator=generator, device=device)
-        logits, mean, logvar = model(x, noise=noise)
-        totals.add(objective(logits, x, mean, logvar, step, z=posterior_draw(mean, logvar, noise)), len(index))
+        output, mean, logvar = model(x, noise=noise)
+        totals.add(objective(output, x, mean, logvar, step, z=posterior_draw(mean, logvar, noise),
+                             likelihood=model.likelihood), len(index))
         means.append(mean.double().cpu())
     model.train(was_training)
-    return {**totals.means(), "active_units": active_units(torch.cat(means))}
+    result = {**totals.means(), "active_units": active_units(torch.cat(means))}
+    if model.likelihood.is_likelihood(pixels):
+        result["bits_per_dim"] = bits_per_dim(result["neg_elbo"], model)
+    return result
+
+
+def bits_per_dim(nats_per_image: float, model: VAE) -> float:
+    """Nats per image as bits per pixel and channel (meaningful for discrete likelihoods only)."""
+    return nats_per_image / (math.prod(model.image_shape) * math.log(2))
 
 
 def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
@@ -113,17 +122,14 @@ def importance_weighted_log_likelihood(model: VAE, x: torch.Tensor, k: int, gene
     """
     mean, logvar = model.encode(x)
     std = (0.5 * logvar).exp()
-    target = x.flatten(1)
     chunk = max(1, max_decodes // len(x))
     log_weights = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         eps = torch.randn(n, *mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + eps * std
-        logits = model.decode(z.flatten(0, 1)).view(n, len(x), -1)
-        # sum_j x_j l_j - softplus(l_j): the first sum as a batched matrix product (half the time of the elementwise
-        # form, and no logits-sized temporary)
-        log_px_z = torch.einsum("nbp,bp->nb", logits, target) - F.softplus(logits).sum(-1)
+        outputs = model.decode(z.flatten(0, 1)).view(n, len(x), *model.output_shape)
+        log_px_z = model.likelihood.log_likelihoods(outputs, x)
         log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
         log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
         log_weights.append(log_px_z + log_pz - log_qz)

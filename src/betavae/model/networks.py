@@ -1,4 +1,5 @@
-"""Encoders (image -> mean and log-variance of a diagonal Gaussian) and decoders (latent -> Bernoulli logits).
+"""Encoders (image -> mean and log-variance of a diagonal Gaussian) and decoders (latent -> the parameters of the
+likelihood p(x | z) that model/decoders.py defines: Bernoulli logits by default).
 
 Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (strided convolutions, any image size).
 """
@@ -14,6 +15,8 @@ from torch import nn
 
 from ..data import as_float
 from ..errors import BetaVAEError, first_line
+from .decoders import Bernoulli, Likelihood
+from .decoders import build as build_likelihood
 
 LOGVAR_RANGE = (-16.0, 16.0)  # keeps exp(logvar) finite in float32, so the KL cannot become inf or NaN
 # Hidden-layer nonlinearities. SiLU (x * sigmoid(x)) trains the MLP to a lower loss in the same time than ReLU does
@@ -30,12 +33,16 @@ Posterior = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Ten
 
 
 class VAE(nn.Module):
-    """A Gaussian-encoder, Bernoulli-decoder VAE. Inputs are float tensors (N,C,H,W) in [0,1]."""
+    """A Gaussian encoder and a decoder of the parameters of its likelihood (Bernoulli unless given). Inputs are float
+    tensors (N,C,H,W) in [0,1]."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], latent_dim: int):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], latent_dim: int,
+                 likelihood: Likelihood | None = None):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
+        self.likelihood = likelihood if likelihood is not None else Bernoulli(self.image_shape[0])
+        self.output_shape = (self.likelihood.outputs * self.image_shape[0], *self.image_shape[1:])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance, each (N, latent_dim). Bool images (binary data) are taken as 0/1."""
@@ -43,13 +50,18 @@ class VAE(nn.Module):
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of every pixel, (N, *image_shape)."""
-        return self.decoder(z).view(len(z), *self.image_shape)
+        """The likelihood's parameters (Bernoulli logits, ...) of every pixel, (N, *output_shape)."""
+        return self.decoder(z).view(len(z), *self.output_shape)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean images (N, *image_shape) in [0, 1] of p(x | z): what figures show."""
+        return self.likelihood.mean(self.decode(z))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
                 posterior: Posterior | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits of a reconstruction from one sampled z (N(0, I) noise given, or drawn), and the posterior's mean
-        and log-variance (as `posterior` combines them, when given: Ada-GVAE averages a pair's shared latents)."""
+        """The decoded likelihood parameters (logits, ...) of a reconstruction from one sampled z (N(0, I) noise
+        given, or drawn), and the posterior's mean and log-variance (as `posterior` combines them, when given:
+        Ada-GVAE averages a pair's shared latents)."""
         mean, logvar = self.encode(x)
         if posterior is not None:
             mean, logvar = posterior(mean, logvar)
@@ -82,7 +94,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                sampler: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> torch.Tensor:
-        """Bernoulli means (pixel probabilities) of n images decoded from z ~ N(0, I), or from z drawn by a fitted
+        """Mean images of n decoded from z ~ N(0, I), or from z drawn by a fitted
         sampler (betavae.samplers: a mixture fitted to posterior draws of the training images, or one per label; a
         run draws with `Run.sample(n, sampler=..., label=...)`)."""
         device = next(self.parameters()).device
@@ -90,12 +102,12 @@ class VAE(nn.Module):
             z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         else:
             z = sampler(n, generator or torch.Generator().manual_seed(0)).to(device)
-        return torch.sigmoid(self.decode(z))
+        return self.decode_mean(z)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Bernoulli means of the decoding of each image's posterior mean (deterministic)."""
-        return torch.sigmoid(self.decode(self.encode(x)[0]))
+        """Mean images of the decoding of each image's posterior mean (deterministic)."""
+        return self.decode_mean(self.encode(x)[0])
 
 
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
@@ -109,11 +121,12 @@ def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
 
 
 def build_mlp(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...],
-              activation: str = "relu") -> VAE:
+              activation: str = "relu", likelihood: str = "bernoulli") -> VAE:
     pixels = math.prod(image_shape)
+    distribution = build_likelihood(likelihood, image_shape[0])
     encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, 2 * latent_dim], activation))
-    decoder = mlp([latent_dim, *reversed(hidden), pixels], activation)
-    return VAE(encoder, decoder, image_shape, latent_dim)
+    decoder = mlp([latent_dim, *reversed(hidden), distribution.outputs * pixels], activation)
+    return VAE(encoder, decoder, image_shape, latent_dim, distribution)
 
 
 class ConvDecoder(nn.Module):
@@ -139,8 +152,9 @@ class ConvDecoder(nn.Module):
 
 
 def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...],
-               channels: tuple[int, ...], activation: str = "relu") -> VAE:
+               channels: tuple[int, ...], activation: str = "relu", likelihood: str = "bernoulli") -> VAE:
     c, h, w = image_shape
+    distribution = build_likelihood(likelihood, c)
     size = min(h, w)
     for _ in channels:  # each 4x4 stride-2 convolution (padding 1) needs at least 2 pixels and halves them
         if size < 2:
@@ -155,7 +169,8 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
     if n_features == 0:
         raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
     encoder = nn.Sequential(features, mlp([n_features, *hidden, 2 * latent_dim], activation))
-    model = VAE(encoder, ConvDecoder(latent_dim, hidden, channels, image_shape, activation), image_shape, latent_dim)
+    decoder = ConvDecoder(latent_dim, hidden, channels, (distribution.outputs * c, h, w), activation)
+    model = VAE(encoder, decoder, image_shape, latent_dim, distribution)
     # Channels-last weights take oneDNN's fast convolution path: in bf16 on CPUs with AMX the dSprites model trains
     # 1.8x as fast as fp32, 1.5x as fast as bf16 contiguous (bench/dsprites_data.py); only the memory layout changes.
     return model.to(memory_format=torch.channels_last)
@@ -163,14 +178,15 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
 
 @torch.no_grad()
 def init_output_bias(model: VAE, mean_image: torch.Tensor) -> None:
-    """Start the decoder at the data's mean image: output biases = logit(mean pixel). Training then spends no early
-    steps learning the background, which lowers the loss of short runs noticeably."""
-    logit = torch.logit(mean_image.clamp(1e-3, 1 - 1e-3))
+    """Start the decoder at the data's mean image: output biases = the likelihood's output of that mean (logit(mean
+    pixel) for Bernoulli). Training then spends no early steps learning the background, which lowers the loss of short
+    runs noticeably."""
+    start = model.likelihood.initial_output(mean_image)
     last = [m for m in model.decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
     if isinstance(last, nn.Linear):
-        last.bias.copy_(logit.flatten())
+        last.bias.copy_(start.flatten())
     else:
-        last.bias.copy_(logit.mean(dim=(1, 2)))
+        last.bias.copy_(start.mean(dim=(1, 2)))
 
 
 class Architecture(Protocol):
@@ -181,6 +197,7 @@ class Architecture(Protocol):
     hidden: tuple[int, ...]
     channels: tuple[int, ...]
     activation: str
+    likelihood: str
 
 
 def build(config: Architecture, image_shape: tuple[int, int, int]) -> VAE:
@@ -188,8 +205,9 @@ def build(config: Architecture, image_shape: tuple[int, int, int]) -> VAE:
     built (images too small for the convolutions, or layers too large for memory)."""
     try:
         if config.arch == "conv":
-            return build_conv(image_shape, config.latent_dim, config.hidden, config.channels, config.activation)
-        return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation)
+            return build_conv(image_shape, config.latent_dim, config.hidden, config.channels, config.activation,
+                              config.likelihood)
+        return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation, config.likelihood)
     except ValueError as error:
         raise BetaVAEError(f"{error}; use --arch mlp, or fewer --channels") from None
     except (RuntimeError, MemoryError) as error:

@@ -1,9 +1,9 @@
 """Figures of a model and its training: reconstructions, samples, interpolations, latent maps, traversals, curves.
 
 Image grids are drawn with Pillow (milliseconds, so they can be made every epoch); figures with axes and legends use
-matplotlib's Agg backend and are closed after saving. Every file is written atomically. Pixels shown are Bernoulli
-means (pixel probabilities), not draws, unless a function says otherwise. Images of one channel are drawn grey, of
-three in colour (RGB), by one conversion (`displayable`).
+matplotlib's Agg backend and are closed after saving. Every file is written atomically. Pixels shown are the
+likelihood's mean images (Bernoulli means: pixel probabilities), not draws, unless a function says otherwise. Images
+of one channel are drawn grey, of three in colour (RGB), by one conversion (`displayable`).
 """
 
 from __future__ import annotations
@@ -103,13 +103,15 @@ def reconstruction_grid(model: VAE, images: torch.Tensor, caption: str = "") -> 
 @torch.no_grad()
 def sample_grid(model: VAE, noise: torch.Tensor, ncol: int = 8, caption: str = "", draw: bool = False,
                 seed: int = 0) -> Image.Image:
-    """Decodings of latent codes (z ~ N(0, I), or a sampler's): Bernoulli means, or one Bernoulli draw per pixel
-    when draw=True."""
+    """Decodings of latent codes (z ~ N(0, I), or a sampler's): the likelihood's mean images, or one draw of each
+    pixel when draw=True."""
     device = next(model.parameters()).device
-    probabilities = torch.sigmoid(model.decode(noise.to(device))).cpu()
+    output = model.decode(noise.to(device)).cpu()
     if draw:
-        probabilities = torch.bernoulli(probabilities, generator=torch.Generator().manual_seed(seed))
-    picture = grid(probabilities, ncol)
+        images = model.likelihood.sample(output, generator=torch.Generator().manual_seed(seed))
+    else:
+        images = model.likelihood.mean(output)
+    picture = grid(images, ncol)
     return captioned(picture, caption) if caption else picture
 
 
@@ -125,12 +127,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def interpolation(model: VAE, first: torch.Tensor, second: torch.Tensor, steps: int = 16,
                   method: str = "linear") -> torch.Tensor:
-    """Decoded Bernoulli means along the path between the posterior means of two images, endpoints included."""
+    """Decoded mean images along the path between the posterior means of two images, endpoints included."""
     device = next(model.parameters()).device
     means = model.encode(torch.stack([first, second]).to(device))[0]
     t = torch.linspace(0, 1, steps, device=device)
     path = slerp(means[0], means[1], t) if method == "spherical" else torch.lerp(means[0], means[1], t[:, None])
-    return torch.sigmoid(model.decode(path)).cpu()
+    return model.decode_mean(path).cpu()
 
 
 def interpolation_grid(model: VAE, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], steps: int = 16,
@@ -148,7 +150,7 @@ def traversal(model: VAE, image: torch.Tensor, dims: Sequence[int], values: torc
     codes = mean.repeat(len(dims) * len(values), 1)
     for row, dim in enumerate(dims):
         codes[row * len(values): (row + 1) * len(values), dim] = values.to(device)
-    return torch.sigmoid(model.decode(codes)).cpu()
+    return model.decode_mean(codes).cpu()
 
 
 def traversal_figure(model: VAE, image: torch.Tensor, kl_per_dim: Sequence[float], span: float = 3.0,

@@ -76,7 +76,7 @@ def explorer_payload(model: VAE, split: datalib.Split, kl_per_dim: list[float], 
     xy = pca_2d(means, seed)(means)
     limit = float(np.ceil(max(3.0, np.abs(means).max() if n else 0.0)))
     return {
-        "layers": decoder_spec(model), "latent_dim": model.latent_dim, "image_shape": list(model.image_shape),
+        "layers": decoder_spec(model), "likelihood": model.likelihood.name, "latent_dim": model.latent_dim, "image_shape": list(model.image_shape),
         "order": [int(i) for i in np.argsort(-np.asarray(kl_per_dim), kind="stable")],
         "kl": [float(k) for k in kl_per_dim], "range": limit, "palette": PALETTE,
         "points": {"xy": b64(xy), "means": b64(means),
@@ -121,7 +121,7 @@ FIGURES = (  # file under figures/, caption; latent maps and rate-distortion fig
     ("curves.png", "Training curves: reconstruction, KL and negative ELBO per epoch (sampled z); KL per latent "
                    "dimension; active units"),
     ("reconstructions.gif", "Validation images (top) and reconstructions (bottom) across epochs"),
-    ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (Bernoulli means)"),
+    ("samples.gif", "Decodings of the same z ~ N(0, I) across epochs (the likelihood's means)"),
     ("interpolation.png", "Interpolation between the posterior means of image pairs, 16 steps"),
     ("traversal.png", "Latent traversals, rows sorted by KL"),
     *((f"{sampler.figure_name()}.png", f"Decodings of {sampler.caption()}")  # the figures of the fitted samplers
@@ -165,7 +165,8 @@ def write_report(run: Run) -> Path:
         metrics=table(metrics_rows(last)), note=html.escape(last.get("note", "")),
         config=table(sorted(config.to_dict().items())), figures=figures_html, evaluation=evaluation_html,
         payload=json.dumps(payload).replace("</", "<\\/"), decoder_js=asset("decoder.js"),
-        explorer_js=asset("explorer.js"), samplers=html.escape(samplers.HELP))
+        explorer_js=asset("explorer.js"), samplers=html.escape(samplers.HELP),
+        means=html.escape(run.model.likelihood.title))
     path = run.path / REPORT
     atomic.write_text(path, page)
     return path
@@ -216,7 +217,7 @@ TEMPLATE = """<!DOCTYPE html>
 <p>{summary}</p>
 <h2>Latent explorer</h2>
 <p class="note">Sliders set each latent coordinate (largest KL first); the image is decoded in this page from the
-embedded decoder weights (Bernoulli means, in colour for images of three channels). Click a point of the map (PCA of
+embedded decoder weights ({means} means, in colour for images of three channels). Click a point of the map (PCA of
 posterior means of validation images) to see that image and move the sliders to its mean. "draw z" sets the sliders
 to a new draw from the chosen sampler ({samplers}). Decode time: <span id="decode-time">-</span>.</p>
 <div class="explorer">

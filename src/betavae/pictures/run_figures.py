@@ -69,7 +69,8 @@ def save_reconstructions(model: VAE, inputs: Inputs, out: Path, epoch: int) -> P
 
 
 def save_samples(model: VAE, inputs: Inputs, out: Path, epoch: int) -> Path:
-    picture = figures.sample_grid(model, inputs.noise, caption=f"epoch {epoch}: z ~ N(0,I), Bernoulli means")
+    picture = figures.sample_grid(model, inputs.noise, caption=f"epoch {epoch}: z ~ N(0,I), "
+                                 f"{model.likelihood.title} means")
     return figures.save_image(picture, out / "samples" / f"epoch_{epoch:03d}.png")
 
 
@@ -261,7 +262,8 @@ def sample(run: Run, n: int = 64, seed: int | None = None, draw: bool = False, s
     """A grid of n samples of the named sampler (of one label with digit), as Run.sample draws them."""
     seed = samplers.default_seed(run) if seed is None else seed
     codes = samplers.sample_codes(run, n, sampler, digit, seed, components)
-    what = "one Bernoulli draw per pixel" if draw else "Bernoulli means"
+    title = run.model.likelihood.title
+    what = f"one {title} draw per pixel" if draw else f"{title} means"
     picture = figures.sample_grid(run.model, codes.z, codes.ncol, f"{codes.caption}, seed {seed}: {what}", draw, seed)
     name = samplers.get(sampler).figure_name(digit) + ("_drawn" if draw else "")
     return figures.save_image(picture, run.figure_dir / f"{name}.png")

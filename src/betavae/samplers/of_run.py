@@ -118,6 +118,6 @@ def sample_codes(run: RunLike, n: int, name: str = registry.DEFAULT, label: int 
 @torch.no_grad()
 def sample_images(run: RunLike, n: int, name: str = registry.DEFAULT, label: int | None = None,
                   seed: int | None = None, components: int | None = None) -> torch.Tensor:
-    """The images (N, C, H, W) in [0, 1] (Bernoulli means) of sample_codes, on the CPU."""
+    """The images (N, C, H, W) in [0, 1] (the likelihood's means) of sample_codes, on the CPU."""
     z = sample_codes(run, n, name, label, seed, components).z
-    return torch.sigmoid(run.model.decode(z.to(next(run.model.parameters()).device))).cpu()
+    return run.model.decode_mean(z.to(next(run.model.parameters()).device)).cpu()

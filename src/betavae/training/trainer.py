@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .. import data as datalib
 from ..config import Config
 from ..errors import BetaVAEError
-from ..model import networks, objectives
+from ..model import decoders, networks, objectives
 from ..model.likelihood import Totals, elbo_terms
 from . import checkpoint, cuda_graphs, distributed, folder
 from .callbacks import Callback, EpochEnd, held_out
@@ -60,6 +60,7 @@ class Trainer:
         main = self.context.is_main
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
+        decoders.check_data(config.likelihood, data.train.images)
         torch.manual_seed(config.seed)
         self.model = networks.build(config, data.image_shape)
         networks.init_output_bias(self.model, data.train.mean_image().nan_to_num(0.5))  # bad pixels: caught later
@@ -196,7 +197,7 @@ class Trainer:
             logits, mean, logvar = self.net(x[part], noise=noise[part], posterior=self.objective.posterior)
         mean, logvar = mean.float(), logvar.float()
         z = networks.posterior_draw(mean, logvar, noise[part])  # the codes, for objectives that estimate q(z)
-        return self.objective(logits.float(), x[part], mean, logvar, step, z=z)
+        return self.objective(logits.float(), x[part], mean, logvar, step, z=z, likelihood=self.model.likelihood)
 
     def _gradients(self, index: torch.Tensor) -> tuple[objectives.Terms, int]:
         """Eager: the terms of this rank's slice and its gradients (DDP averages them over the ranks)."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from ...errors import BetaVAEError
+from ..decoders import Likelihood, bernoulli_nll
 
 Step = int | torch.Tensor  # the optimizer step; a 0-dim tensor inside a CUDA graph
 
@@ -91,11 +91,6 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """-log p(target | logits) summed over pixels, one value per image (binary cross-entropy; grey targets allowed)."""
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
-
-
 def linear_anneal(start: float, end: float, step: Step, steps: int) -> float | torch.Tensor:
     """A value moving linearly from start to end over `steps` steps, then staying at end (end at once if steps = 0).
     `step` may be a 0-dim tensor: a CUDA graph replays the loss with the step filled in (cuda_graphs.py)."""
@@ -131,11 +126,12 @@ class Objective:
         return cls(cls.Settings(**values))
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                 step: Step = 0, z: torch.Tensor | None = None) -> Terms:
-        """The terms of a batch from its reconstruction logits, targets, posteriors and the codes z drawn from them."""
+                 step: Step = 0, z: torch.Tensor | None = None, likelihood: Likelihood | None = None) -> Terms:
+        """The terms of a batch from its decoded outputs (`likelihood`'s parameters: Bernoulli logits unless given),
+        targets, posteriors and the codes z drawn from them."""
         if z is None and self.needs_codes:
             raise BetaVAEError(f"the {self.name} objective estimates q(z) from the batch's codes; pass z")
-        recon = bernoulli_nll(logits, target).mean()
+        recon = (likelihood.nll(logits, target) if likelihood is not None else bernoulli_nll(logits, target)).mean()
         kl_per_dim = gaussian_kl(mean, logvar).mean(0)
         penalty, extras = self.penalty(kl_per_dim, mean, logvar, z, step)
         return Terms(recon + penalty, recon, kl_per_dim.sum(), kl_per_dim, extras)
