@@ -36,7 +36,7 @@ def test_config_json_is_read_once_across_open_a_split_and_sampling(run_dir, monk
 
     monkeypatch.setattr(builtins, "open", counting_open)
     monkeypatch.setattr(io, "open", counting_open)
-    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split: data.split(split))
+    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split, image_size: data.split(split))
     run = Run.open(run_dir)
     run.require_finished(), run.kl_per_dim, run.objective, run.model, run.metrics, run.describe_objective()
     run.split("val"), run.split("test")
@@ -55,7 +55,7 @@ def test_the_last_epochs_kl_and_the_model(run_dir):
 
 def test_only_the_split_asked_for_is_loaded(run_dir, monkeypatch, data):
     asked = []
-    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split: asked.append(split) or
+    monkeypatch.setattr(datalib, "load_split", lambda name, data_dir, val_size, split, image_size: asked.append(split) or
                         data.split(split))
     monkeypatch.setattr(datalib, "load", lambda *a, **k: pytest.fail("the whole data set was loaded"))
     run = Run.open(run_dir)
