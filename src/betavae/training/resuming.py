@@ -120,8 +120,7 @@ def requested_config(run_dir: Path, saved: Config, changes: Mapping[str, Any]) -
 def resumable_options(run_dir: str | Path, options: Mapping[str, Any]) -> dict[str, Any]:
     """Of the options a command line gives with --resume, those a resume changes; the others must equal what the run
     was trained with (the original command, repeated with --resume, continues the run), else one line refuses."""
-    saved = folder.read_meta(run_dir).config
-    check_resumable(run_dir, changed_fields(saved, from_dict(dict(options), saved)))
+    requested_config(Path(run_dir), folder.read_meta(run_dir).config, options)  # refuses what may not change
     return {name: value for name, value in options.items() if name in RESUMABLE_CHANGES}
 
 

@@ -16,12 +16,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     kind.name: kind for kind in (BetaVAELoss, CapacityLoss, TCVAELoss, FactorVAELoss, DIPVAELoss, AdaGVAELoss)}
 
 
-def build(name: str, settings: Settings | None = None, context: Context = Context()) -> Objective:
-    """The objective of that name with its settings (default: its paper's)."""
-    return OBJECTIVES[name](settings, context)
-
-
 __all__ = ["OBJECTIVES", "AdaGVAELoss", "AdaGVAESettings", "BetaSettings", "BetaVAELoss", "CapacityLoss",
            "CapacitySettings", "Context", "DIPVAELoss", "DIPVAESettings", "FactorVAELoss", "FactorVAESettings",
-           "Objective", "Settings", "Step", "TCVAELoss", "TCVAESettings", "Terms", "bernoulli_nll", "build",
+           "Objective", "Settings", "Step", "TCVAELoss", "TCVAESettings", "Terms", "bernoulli_nll",
            "gaussian_kl", "linear_anneal", "negative_elbo"]
