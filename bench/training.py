@@ -77,6 +77,7 @@ def throughput(data: datalib.Data, epochs: int) -> None:
         optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
         loader = DataLoader(TensorImages(data.train.images), batch_size=128, shuffle=True)
         rates = {"betavae": [], "examples": []}
+        ours._finish_epoch(0, train_means=None, seconds=0.0)  # the untrained model's record, as Trainer.run starts
         for epoch in range(1, epochs + 1):
             ours._train_epoch(epoch)  # its record times the training batches alone, as examples_epoch does
             rates["betavae"].append(ours.records[-1]["images_per_second"])
