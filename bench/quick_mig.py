@@ -17,17 +17,18 @@ import numpy as np
 import torch
 
 from betavae.data import dsprites
+from betavae.data.registry import ground_truth
 from betavae.evaluation.disentanglement import GroundTruth, mig_metric
 from betavae.runs import Run
 
 
 def encoder_of(run: Run, batch_size: int = 2000):
     """Factor levels (N, 5) -> posterior means (N, D), rendering only the images asked for."""
-    model = run.model
+    model, truth = run.model, ground_truth(run.config.dataset, "bench/quick_mig.py")  # dSprites or a painted variant
 
     @torch.no_grad()
     def represent(factors: np.ndarray) -> np.ndarray:
-        parts = [model.encode(dsprites.render(factors[i:i + batch_size]))[0] for i in range(0, len(factors), batch_size)]
+        parts = [model.encode(truth.images(factors[i:i + batch_size]))[0] for i in range(0, len(factors), batch_size)]
         return torch.cat(parts).double().numpy()
 
     return represent
