@@ -163,7 +163,17 @@ def table(folders: list[tuple[int, Path]], several_seeds: bool, quick: bool = Fa
     if several_seeds:
         for name, rows in by_variant.items():
             lines.append(row(f"{name}, median of {len(rows)}", [statistics.median(column) for column in zip(*rows)]))
+            lines.append(spread_row(f"{name}, spread (min-max)", rows))
     return "\n".join(lines)
+
+
+def spread_row(label: str, rows: list[list[float]]) -> str:
+    """The lowest and highest value of every column over the seeds: how sure each median is."""
+    columns = list(zip(*rows))
+    steps, minutes, recon, kl, *scores = [(min(column), max(column)) for column in columns]
+    cells = [f"{steps[0]:.0f}-{steps[1]:.0f}", f"{minutes[0]:.1f}-{minutes[1]:.1f}", f"{recon[0]:.1f}-{recon[1]:.1f}",
+             f"{kl[0]:.1f}-{kl[1]:.1f}", *(f"{low:.3f}-{high:.3f}" for low, high in scores)]
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
