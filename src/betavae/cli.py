@@ -296,10 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(sweep, exclude=("beta", "seed"))
     sweep.set_defaults(func=cmd_sweep)
 
-    fetch = commands.add_parser("fetch", help="obtain a data set and cache it")
+    fetch = commands.add_parser("fetch", help="obtain a data set and cache it (a data set read from your copy of its "
+                                "official files: say where to get them, check them)")
     fetch.add_argument("dataset", nargs="?", default="mnist",
                        help=f"{dataset_names()} (default mnist)")
-    fetch.add_argument("--data-dir")
+    fetch.add_argument("--data-dir", help="folder holding the data set's files (else $BETAVAE_DATA, else the cache)")
     fetch.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
                        help="your own images: center-crop and resize to SxS into the cache (as train --image-size)")
     fetch.set_defaults(func=cmd_fetch)

@@ -3,7 +3,8 @@ which classifier scores its samples. Configuration, `betavae fetch`, loading, th
 and the disentanglement command all ask this table, so a data set is interpreted in one place.
 
 A name is one of the known data sets, or a path: an .npz file or a folder of PNG, JPEG or WebP files (the user's own
-images, read by data/images.py, which `--image-size` crops and resizes). A data set with ground-truth factors is a `groundtruth.GroundTruthData` (one module) and one line of KNOWN.
+images, read by data/images.py, which `--image-size` crops and resizes). A data set with ground-truth factors is a `groundtruth.GroundTruthData` (one module) and one line of KNOWN; those read from the user's
+copy of official files (official.py) say through `betavae fetch NAME` where to get them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BetaVAEError
-from . import images, sources
+from . import celeba, images, sources
+from .cars3d import CARS3D
 from .dataset import Data, Split, split_raw
 from .dsprites import DSPRITES
 from .dsprites_variants import ColourDSprites, NoisyDSprites
 from .groundtruth import GroundTruthData
+from .mpi3d import MPI3D_SETS
 from .pairs import FactorPairs
+from .shapes3d import SHAPES3D
+from .smallnorb import SMALLNORB
 from .sources import RawData
 
 
@@ -76,6 +81,9 @@ KNOWN: dict[str, Dataset] = {
     "mnist": _idx_dataset(sources.MNIST),
     "fashion-mnist": _idx_dataset(sources.FASHION_MNIST),
     **{truth.name: _ground_truth_dataset(truth) for truth in (DSPRITES, ColourDSprites(), NoisyDSprites())},
+    # read from the user's own copies of the official files (docs/data.md; `betavae fetch NAME` says where to get them)
+    **{truth.name: _ground_truth_dataset(truth) for truth in (SHAPES3D, *MPI3D_SETS, SMALLNORB, CARS3D)},
+    "celeba": Dataset("celeba", celeba.fetch, celeba.load, load_one=celeba.load_split),
 }
 
 
