@@ -3,7 +3,7 @@
 `train` trains a new run: with no configuration it trains the default preset exactly as `betavae train` does, names
 the run the same way, and installs the same callbacks (per-epoch figures, the report, TensorBoard when installed).
 `resume` continues a run, with only the settings a resume may change. `disentangle` scores a dSprites run, draws its
-figures and refreshes its report.
+figures and refreshes its report; `select` ranks runs trained alike by UDR and refreshes their reports.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from . import data as datalib
 from . import training
 from .config import DEFAULT_PRESET, Config, resolve
 from .errors import BetaVAEError
-from .evaluation import factors
+from .evaluation import factors, udr
 from .pictures import run_figures
 from .pictures.report import REPORT, write_report
 from .runs import Run
@@ -103,4 +103,17 @@ def disentangle(run: Run | str | Path, seed: int = 0, data_dir: str | None = Non
     run_figures.save_factor_figures(run, result)
     if (run.path / REPORT).is_file():
         write_report(run)  # the figures and the validation split only: the grid is not loaded again
+    return result
+
+
+def select(runs: Iterable[Run | str | Path], n: int = udr.SAMPLE_IMAGES, variant: str = udr.DEFAULT_VARIANT,
+           seed: int = 0, write_reports: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Rank finished runs trained alike by UDR (RUN/udr.json to each; evaluation/udr.py) and refresh the report of each
+    run that has one, to show its score and rank (write_reports=True: write one for every run). Returns the ranking,
+    best first."""
+    result = udr.select(list(runs), n, variant, seed, **({"log": log} if log else {}))
+    for record in result["ranking"]:
+        run = Run.open(record["run"])
+        if write_reports or (run.path / REPORT).is_file():
+            write_report(run)
     return result

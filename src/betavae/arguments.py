@@ -130,3 +130,11 @@ def parse_indices(text: str) -> list[int]:
 
 
 SEED = bounded(int, 0, 2**32 - 1)  # seeds are 32-bit, as a run's own
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3] (repeats kept, so that the caller names them)."""
+    try:
+        return [SEED(item) for item in text.split(",") if item.strip()]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"seeds look like 1,2,3 ({error})") from None

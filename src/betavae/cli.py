@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import samplers
 from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bounded, config_from_args,
-                        overrides_from_args, parse_indices, parse_pairs)
+                        overrides_from_args, parse_indices, parse_pairs, parse_seeds)
 from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
 from .errors import BetaVAEError
@@ -20,6 +20,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     those of the mode."""
     from .api import resume, train
 
+    if args.seeds is not None:
+        cmd_train_seeds(args)
+        return
+    if args.jobs is not None:
+        raise BetaVAEError("--jobs applies to --seeds LIST only (runs of several seeds trained side by side)")
     if args.resume:
         from .training.resuming import resumable_options
 
@@ -38,6 +43,32 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = train(config_from_args(args), preset=args.preset, name=args.name, runs=args.runs,
                         figures=not args.no_figures, overwrite=args.overwrite)
     print(f"run finished: {run_dir}")
+
+
+def cmd_train_seeds(args: argparse.Namespace) -> None:
+    """train --seeds: one run per seed in runs/NAME/seed-N, ranked by UDR, the best marked (betavae.train_seeds);
+    run again with the same --name, it continues the seeds not finished."""
+    from .api import check_run_name, run_name
+    from .evaluation.udr import format_table
+    from .sweep import check_seeds, share_cores, train_seeds
+
+    given = [option for option, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
+                                       ("--seed", args.cfg_seed), ("--figures", args.figures),
+                                       ("--from-best", args.from_best), ("--data-changed-ok", args.data_changed_ok))
+             if on]
+    if given:
+        raise BetaVAEError(f"{', '.join(given)} cannot be used with --seeds, which trains one run per seed (run the "
+                           "same command again to continue it); leave them out")
+    config = share_cores(config_from_args(args), args.jobs or 1)  # refusals first, then the line below
+    check_seeds(args.seeds)
+    name = check_run_name(args.name, args.runs) if args.name is not None else run_name(args.preset, config)
+    parent = Path(args.runs) / name
+    print(f"betavae: seeds {','.join(map(str, args.seeds))} into {parent}/seed-N; to continue after an interruption, "
+          f"run the same command with --name {name} (finished seeds are kept)", file=sys.stderr)
+    result = train_seeds(config, parent, args.seeds, args.jobs or 1, figures=not args.no_figures,
+                         log=lambda line: print(line, file=sys.stderr))
+    print(format_table(result))
+    print(f"ranking in {parent / 'udr.json'}; every seed's numbers, the best marked, in {parent / 'summary.md'}")
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -125,7 +156,8 @@ def cmd_disentanglement(args: argparse.Namespace) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from .evaluation.udr import format_table, select
+    from .api import select
+    from .evaluation.udr import format_table
 
     print(format_table(select(args.run, args.n, args.variant, args.seed)))
 
@@ -161,7 +193,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise BetaVAEError(f"--seeds takes integers like 0,1,2, got {args.seeds!r}") from None
     name = check_run_name(args.name, args.runs) if args.name is not None else f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = sweep(base, Path(args.runs) / name, vary, seeds, args.backend, args.figures,
-                 log=lambda line: print(line, file=sys.stderr))
+                 log=lambda line: print(line, file=sys.stderr), jobs=args.jobs)
     print((Path(args.runs) / name / "summary.md").read_text(), end="")
     print(f"summary and rate-distortion figure in {Path(args.runs) / name} ({len(rows)} points)")
 
@@ -184,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-changed-ok", action="store_true",
                        help="with --resume: continue although the data changed since the run started")
     train.add_argument("--overwrite", action="store_true", help="replace the run already under --name")
+    train.add_argument("--seeds", type=parse_seeds, metavar="LIST",
+                       help="one run per seed (e.g. 1,2,3,4,5) in --runs/NAME/seed-N, then ranked by UDR (as betavae "
+                            "select) and the best marked; run again to continue")
+    train.add_argument("--jobs", type=bounded(int, 1, 1024), metavar="N",
+                       help="with --seeds: runs trained side by side (default 1), each with --threads (default: the "
+                            "cores shared out)")
     drawing = train.add_mutually_exclusive_group()
     drawing.add_argument("--no-figures", action="store_true", help="skip the per-epoch figures (a resume remembers)")
     drawing.add_argument("--figures", action="store_true", help="with --resume: draw figures for a run that had none")
@@ -291,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=["local", "ray"], default="local",
                        help="local: one point after another; ray: points as Ray tasks (extra betavae[ray])")
     sweep.add_argument("--figures", action="store_true", help="draw each point's figures too")
+    sweep.add_argument("--jobs", type=bounded(int, 1, 1024), default=1, metavar="N",
+                       help="local backend: points trained side by side (default 1), each with --threads (default: "
+                            "the cores shared out)")
     sweep.add_argument("--preset", choices=list(PRESETS), default=None)
     sweep.add_argument("--config", help="TOML file of configuration keys")
     add_config_options(sweep, exclude=("beta", "seed"))

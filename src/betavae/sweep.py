@@ -5,7 +5,11 @@ Any configuration field or setting of the chosen objective can be varied (`--var
 for a grid); one the objective does not read is refused before any run starts, since every point would be the same
 run. Points already finished are skipped and interrupted ones resumed, so an interrupted sweep simply continues. The
 summary uses the final validation numbers (the test set stays for `betavae evaluate`). Points run one after another
-here; the Ray backend (training/distributed.py) sends them to a cluster and aggregates exactly the same way.
+here, or `jobs` side by side in processes of their own (each with its share of the cores); the Ray backend
+(training/distributed.py) sends them to a cluster and aggregates exactly the same way.
+
+`train_seeds` is the selection recipe on the same machinery: one run per seed, then Unsupervised Disentanglement
+Ranking over them (evaluation/udr.py) and the UDR-best run marked in the summary and in the folder's udr.json.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -37,7 +44,7 @@ class Point:
     def name(self) -> str:
         values = "_".join(f"{key}-{value:g}" if isinstance(value, float) else f"{key}-{value}"
                           for key, value in self.changes)
-        return f"{values}-seed-{self.seed}"
+        return f"{values}-seed-{self.seed}" if values else f"seed-{self.seed}"
 
     def config(self, base: Config) -> Config:
         return base.replace(**dict(self.changes), seed=self.seed)
@@ -130,22 +137,115 @@ def write_summary(sweep_dir: Path, rows: list[dict], parameter: str) -> None:
 
 
 def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]], seeds: Iterable[int] = (0,),
-          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+          backend: str = "local", figures: bool = False, log: Callable[[str], None] = print, jobs: int = 1
+          ) -> list[dict]:
     """Run every point not yet finished, then write the summary and the rate-distortion figure (coloured by the
     first varied value)."""
     sweep_dir = Path(sweep_dir)
     chosen = points(base, vary, seeds)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    if backend == "ray":
-        from .training.distributed import ray_map
-
-        ray_map(run_point, [(base, str(sweep_dir), p, figures) for p in chosen])
-    elif backend == "local":
-        for i, point in enumerate(chosen, 1):
-            log(f"sweep point {i}/{len(chosen)}: {point.name}")
-            run_point(base, str(sweep_dir), point, figures)
-    else:
-        raise BetaVAEError(f"unknown sweep backend {backend!r}; choose local or ray")
+    run_points(share_cores(base, jobs, backend), sweep_dir, chosen, backend, figures, jobs, log)
     rows = summarize(sweep_dir, chosen)
     write_summary(sweep_dir, rows, next(iter(vary)))
     return rows
+
+
+def run_points(base: Config, sweep_dir: Path, chosen: list[Point], backend: str = "local", figures: bool = False,
+               jobs: int = 1, log: Callable[[str], None] = print) -> None:
+    """Train every point not yet finished: one after another, `jobs` side by side, or as Ray tasks."""
+    if backend == "ray":
+        from .training.distributed import ray_map
+
+        ray_map(run_point, [(base, str(sweep_dir), p, figures) for p in chosen], num_cpus_per_task=base.threads or 1)
+    elif backend != "local":
+        raise BetaVAEError(f"unknown sweep backend {backend!r}; choose local or ray")
+    elif jobs > 1:
+        side_by_side(base, sweep_dir, chosen, figures, jobs, log)
+    else:
+        for i, point in enumerate(chosen, 1):
+            log(f"sweep point {i}/{len(chosen)}: {point.name}")
+            run_point(base, str(sweep_dir), point, figures)
+
+
+def side_by_side(base: Config, sweep_dir: Path, chosen: list[Point], figures: bool, jobs: int,
+                 log: Callable[[str], None]) -> None:
+    """Train the points `jobs` at a time, each in a fresh process (torch's thread count is per process); a point that
+    fails lets the others finish, then its error is raised. On Ctrl-C the points not started are dropped."""
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_point, base, str(sweep_dir), point, figures): point for point in chosen}
+        log(f"training {len(chosen)} points, {jobs} at a time, {base.threads or 'torch default'} thread(s) each")
+        errors = []
+        for future in as_completed(futures):
+            errors.append(future.exception())
+            log(f"{futures[future].name}: " + ("done" if errors[-1] is None else f"failed: {errors[-1]}"))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    failed = [error for error in errors if error is not None]
+    if failed:
+        raise failed[0]
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def share_cores(base: Config, jobs: int, backend: str = "local") -> Config:
+    """The configuration of runs trained `jobs` at a time: their --threads, else the cores shared out evenly; refused
+    when the runs together would ask for more threads than there are cores."""
+    if jobs < 1:
+        raise BetaVAEError(f"--jobs must be at least 1, got {jobs}")
+    if jobs == 1:
+        return base
+    if backend != "local":
+        raise BetaVAEError("--jobs is for the local backend; Ray runs as many points at once as its cluster has cores "
+                           "for (--threads per point)")
+    threads = base.threads or max(1, cores() // jobs)
+    if jobs * threads > cores():
+        raise BetaVAEError(f"--jobs {jobs} with {threads} thread(s) each asks for {jobs * threads} threads on "
+                           f"{cores()} cores, and every run would be slower than alone; lower --jobs or --threads "
+                           "(jobs x threads at most the cores)")
+    return base.replace(threads=threads)
+
+
+# --- the selection recipe: several seeds, ranked by UDR ------------------------------------------------------------
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """The seeds of a selection: two or more, each once."""
+    seeds = list(seeds)
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise BetaVAEError(f"seed {repeated[0]} is given twice in --seeds; give each seed once, e.g. 1,2,3")
+    if len(seeds) < 2:
+        raise BetaVAEError(f"UDR ranks runs against each other: --seeds needs at least 2 seeds (got {len(seeds)}), "
+                           "e.g. 1,2,3")
+    return seeds
+
+
+def train_seeds(base: Config, parent: str | Path, seeds: Iterable[int], jobs: int = 1, backend: str = "local",
+                figures: bool = True, variant: str = "lasso", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train `base` once per seed into parent/seed-N (finished runs kept, interrupted ones resumed), rank the runs by
+    UDR and mark the best: each run's udr.json and report (when figures are drawn), parent/udr.json and the summary
+    (its `best` column). Returns the ranking, best first (as `betavae.select`)."""
+    from .api import select
+    from .evaluation.udr import RESULT
+
+    parent = Path(parent)
+    chosen = [Point((), seed) for seed in check_seeds(seeds)]
+    base = share_cores(base, jobs, backend)
+    if (parent / folder.CONFIG).is_file():
+        raise BetaVAEError(f"{parent} is a run, not a folder of seeds; choose another --name")
+    parent.mkdir(parents=True, exist_ok=True)
+    run_points(base, parent, chosen, backend, figures, jobs, log)
+    result = select([parent / point.name for point in chosen], variant=variant, write_reports=figures, log=log)
+    atomic.write_json(parent / RESULT, result)
+    write_summary(parent, ranked_rows(summarize(parent, chosen), result), "seed")
+    return result
+
+
+def ranked_rows(rows: list[dict], result: dict[str, Any]) -> list[dict]:
+    """The summary's rows with each run's UDR, its rank, and `best` on the UDR-best run."""
+    by_name = {Path(record["run"]).name: record for record in result["ranking"]}
+    best = Path(result["best"]).name
+    return [{**row, "udr": round(by_name[row["run"]]["udr"], 3), "udr_rank": by_name[row["run"]]["rank"],
+             "best": "best" if row["run"] == best else ""} for row in rows]

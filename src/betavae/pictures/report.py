@@ -186,7 +186,44 @@ def results_html(run: Run) -> str:
         else:
             damaged(run.path / folder.DISENTANGLEMENT, "its scores are not a table of numbers",
                     f"betavae disentanglement {run.path}")
-    return sections
+    return sections + udr_html(run)
+
+
+def udr_html(run: Run) -> str:
+    """The run's UDR and rank among the runs `betavae select` compared it with, when its udr.json names it."""
+    command = f"betavae select {run.path} RUN ..."
+    record = saved_result(run.path / folder.UDR, command)
+    if record is None:
+        return ""
+    problem = udr_problem(record, run)
+    if problem:
+        damaged(run.path / folder.UDR, problem, command)
+        return ""
+    best = Path(record["best"]).name
+    text = (f"UDR ({record.get('variant', '?')}) {record['udr']:.3f}: rank {record['rank']} of {record['of']} runs "
+            f"trained alike, on {record.get('images', '?')} {record.get('split', '?')} images; the best is "
+            + ("this run." if best == run.name else f"{best}."))
+    against = [(f"against {Path(other).name}", score) for other, score in sorted(record["against"].items())]
+    return (f"<h2>Unsupervised Disentanglement Ranking</h2><p>{html.escape(text)}</p>" + table(against) +
+            '<p class="note">Pair scores: how one-to-one this run\'s informative latents match the other run\'s (UDR '
+            "is their median); written by betavae select.</p>")
+
+
+def udr_problem(record: dict[str, Any], run: Run) -> str:
+    """What is wrong with a udr.json for this run's report ("" when nothing)."""
+    if not all(isinstance(record.get(key), str) for key in ("run", "best")):
+        return "its run and best are not names"
+    if Path(record["run"]).name != run.name:
+        return f"it ranks another run ({Path(record['run']).name[:80]})"
+    against = record.get("against")
+    if not (is_number(record.get("udr")) and all(isinstance(record.get(key), int) for key in ("rank", "of"))
+            and isinstance(against, dict) and all(is_number(value) for value in against.values())):
+        return "its scores are not numbers"
+    return ""
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def saved_result(path: Path, command: str) -> dict[str, Any] | None:
