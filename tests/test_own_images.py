@@ -135,7 +135,7 @@ def test_the_cache_is_keyed_by_size_and_by_the_files(tmp_path, monkeypatch):
     large = registry.load(str(folder), val_size=2, image_size=16)
     assert small.image_shape == (3, 8, 8) and large.image_shape == (3, 16, 16)
     stored = sorted(p.name.split("-")[-1] for p in (tmp_path / "cache" / "betavae" / "images").iterdir())
-    assert stored == ["16.npz", "8.npz"]
+    assert stored == ["16", "8"]  # a folder of .npy arrays per entry
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the images were decoded again")
@@ -162,8 +162,9 @@ def test_image_size_is_checked_and_conv64_builds_for_colour_64x64():
         with pytest.raises(BetaVAEError, match="image_size must be 0 .* from 4 to 1024"):
             Config(image_size=bad)
     config = preset("conv64")
-    assert (config.image_size, config.arch, config.channels, config.latent_dim) == (64, "conv", (32,) * 4, 10)
-    model = build(config, (3, 64, 64))
+    assert (config.image_size, config.arch, config.channels, config.latent_dim) == (64, "conv", (), 10)
+    model = build(config, (3, 64, 64))  # no channels given: Burgess et al.'s four of 32, chosen by the size
+    assert [m.out_channels for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)] == [32] * 4
     mean, _ = model.encode(torch.full((2, 3, 64, 64), 0.5))
     assert mean.shape == (2, 10) and model.decode(mean).shape == (2, 3, 64, 64)
 

@@ -22,10 +22,14 @@ HELP = {
     "val_size": "images held out from the end of the official training set for validation (0 for none)",
     "pixels": "grey: grey levels as targets; binary: dynamic binarization (for likelihood benchmarks)",
     "image_size": "your own images center-cropped to a square and resized to SxS (area filter) once, on load, and "
-                  "cached per size; 0 keeps them as stored (all of one size); grey or RGB as the files are",
-    "arch": "mlp: dense layers (--hidden); conv: one 4x4 stride-2 convolution per --channels entry, then --hidden, "
-            "built for the data's size and channels. The conv preset has 2 convolutions, for 28x28; conv64 and "
-            "dsprites Burgess et al.'s 4 of 32 for 64x64 (see docs/own-images.md)",
+                  "cached per size; 0 keeps them as stored (all of one size); grey or RGB as the files are; the conv "
+                  "model follows the size (--channels)",
+    "arch": "mlp: dense layers (--hidden); conv: 4x4 stride-2 convolutions (--channels), then --hidden, built for "
+            "the data's size and channels (see docs/own-images.md)",
+    "channels": "conv: the width of each 4x4 stride-2 convolution; empty (\"\"): chosen by the image's shorter side: "
+                "32,64 below 46 (28x28, 32x32), Burgess et al.'s 32,32,32,32 for 64x64, one more 32 per doubling "
+                "(128x128: 5, 256x256: 6), the nearest rule for sizes in between (presets conv, conv64, conv128, "
+                "dsprites leave it empty)",
     "likelihood": LIKELIHOOD_HELP,
     "activation": "hidden-layer nonlinearity: relu, or silu (a lower loss in the same time on MNIST)",
     "objective": "beta, capacity, btcvae (beta-TCVAE), factorvae, dipvae, or adagvae (pairs; data with factors only); "
@@ -42,7 +46,7 @@ HELP = {
 
 def as_typed(value: object) -> str:
     """A default as the user would type it: 400 and 32,64, not (400,) and (32, 64)."""
-    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    return (",".join(str(v) for v in value) or '""') if isinstance(value, tuple) else str(value)
 
 
 def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:

@@ -1,7 +1,7 @@
 """Data: the registry of data sets by name (registry), where files come from (sources), the IDX format (idx), the
 user's own images (images), data sets made from known factors (groundtruth: dSprites rendered from its factors in
-dsprites, its colour and noisy variants in dsprites_variants), bit-packed images (packed), and splits as tensors
-(dataset)."""
+dsprites, its colour and noisy variants in dsprites_variants), bit-packed images (packed), uint8 images memory-mapped
+and converted per batch (arrays), and splits as tensors (dataset)."""
 
 from .dataset import (Data, Split, as_float, batch_indices, binarize, fingerprint, prepare, split_fingerprint,
                       split_raw)

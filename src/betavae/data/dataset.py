@@ -1,9 +1,10 @@
 """Data as tensors: the whole split in one tensor, batches as index slices, optional dynamic binarization.
 
 Images are float32 in [0,1], except data sets too large for that: binary ones (dSprites) stay bit-packed
-(`PackedImages`, a 32nd of the memory) and unpack to bool per batch, and those painted from binary sprites
-(colour- and noisy-dSprites) stay packed and are painted per batch (`PaintedSprites`); `as_float` turns a batch of any
-into what models take."""
+(`PackedImages`, a 32nd of the memory) and unpack to bool per batch, those painted from binary sprites
+(colour- and noisy-dSprites) stay packed and are painted per batch (`PaintedSprites`), and 8-bit images over
+IN_MEMORY_BYTES stay uint8, memory-mapped when their file is (`ByteImages`), and become float per batch; `as_float`
+turns a batch of any into what models take."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ import numpy as np
 import torch
 
 from ..errors import BetaVAEError
+from .arrays import ByteImages, release
 from .packed import PackedImages, PaintedSprites
 from .sources import RawData
 
-Images = torch.Tensor | PackedImages | PaintedSprites
+Images = torch.Tensor | PackedImages | PaintedSprites | ByteImages
+# uint8 splits up to this size become one float32 tensor (4 times as large; batches are slices of it, the fastest
+# path); larger ones stay uint8 and are converted per batch, memory-mapped when read from .npy files (data/arrays.py).
+IN_MEMORY_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,15 @@ class Split:
 
     @staticmethod
     def from_numpy(images_uint8: np.ndarray, labels: np.ndarray) -> "Split":
-        """A split from uint8 images, (N,C,H,W) or grey (N,H,W), and their labels."""
-        pixels = torch.from_numpy(np.ascontiguousarray(images_uint8))
+        """A split from uint8 images, (N,C,H,W) or grey (N,H,W), and their labels: one float32 tensor up to
+        IN_MEMORY_BYTES, else kept uint8 (and mapped, when the array is)."""
+        labels = torch.from_numpy(np.array(labels, dtype=np.int64))  # a copy: a mapped file is never shared
+        if images_uint8.nbytes > IN_MEMORY_BYTES:
+            return Split(ByteImages.of(images_uint8), labels)
+        pixels = torch.from_numpy(np.require(images_uint8, requirements=["C", "W"]))
         pixels = (pixels.unsqueeze(1) if pixels.ndim == 3 else pixels).float().div_(255.0)
-        return Split(pixels, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)))
+        release(images_uint8)  # a mapped source's pages, read for the copy, go back to the page cache
+        return Split(pixels, labels)
 
     def sample(self, n: int, seed: int = 0) -> "Split":
         """At most n images drawn without replacement by a fixed seed (the whole split when it is no larger)."""
@@ -110,8 +120,13 @@ def split_fingerprint(split: Split) -> str:
 
 
 def _update(digest: "hashlib._Hash", split: Split) -> None:
-    images = (split.images,) if isinstance(split.images, torch.Tensor) else split.images.stored()
-    for array in (*images, split.labels):
+    images = split.images
+    if isinstance(images, ByteImages):  # hashed as the float32 tensor it stands for, chunk by chunk
+        images.update_digest(digest)
+        stored = ()
+    else:
+        stored = (images,) if isinstance(images, torch.Tensor) else images.stored()
+    for array in (*stored, split.labels):
         digest.update(f"{tuple(array.shape)} {array.dtype}".encode())
         digest.update(array.detach().cpu().contiguous().numpy().data)
 

@@ -1,6 +1,7 @@
-"""The user's own images: an .npz of arrays, or a folder of PNG, JPEG or WebP files (one subfolder per class,
-optionally). Images are kept as uint8 (N, C, H, W), C = 1 (grey) or 3 (RGB); `--image-size` center-crops and resizes
-them once, on load, and the result is cached (`cached`).
+"""The user's own images: an .npz of arrays, a folder of .npy arrays (memory-mapped: data larger than memory), or a
+folder of PNG, JPEG or WebP files (one subfolder per class, optionally). Images are kept as uint8 (N, C, H, W), C = 1
+(grey) or 3 (RGB); `--image-size` center-crops and resizes them once, on load, and the result is cached as a folder of
+.npy arrays, read memory-mapped (`cached`).
 
 An image file is read by what its pixels mean, whatever mode Pillow opens it in: 16-bit grey is scaled to 0..255 (not
 clipped); palette images through their palette (and its transparency). An image with transparency whose visible part
@@ -23,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import atomic
 from ..errors import BetaVAEError, first_line
 from . import sources
 from .sources import RawData
@@ -33,9 +35,12 @@ GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow ver
 INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-CACHE_VERSION = 1  # bump when reading or resizing changes, so that cached images are read again
+CACHE_VERSION = 2  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
+# A folder of .npy arrays (the cache's format): each file and the key its array is read under.
+ARRAY_FILES = {"images": "train_images.npy", "labels": "train_labels.npy", "test_images": "test_images.npy",
+               "test_labels": "test_labels.npy"}
 LABEL_KEYS = ("labels", "y", "y_train")
 
 
@@ -119,6 +124,35 @@ def read_npz(path: str | Path, image_size: int = 0, log: Log = say) -> RawData:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         reason = "it holds Python objects, which are never loaded" if "allow_pickle" in str(error) else first_line(error)
         raise BetaVAEError(f"{path} is not a readable .npz file of arrays ({reason})") from None
+    return from_arrays(arrays, path, image_size, log)
+
+
+def read_arrays(folder: str | Path, image_size: int = 0, log: Log = say) -> RawData:
+    """A folder of .npy arrays, the cache's own format (`ARRAY_FILES`: train_images.npy, and optionally
+    train_labels.npy, test_images.npy, test_labels.npy; the layouts of an .npz), memory-mapped read-only: uint8 images
+    of 1 or 3 channels are never read whole, others are converted in memory; `image_size` as for an .npz."""
+    folder = Path(folder)
+    arrays = {key: load_array(folder / name) for key, name in ARRAY_FILES.items() if (folder / name).is_file()}
+    return from_arrays(arrays, folder, image_size, log)
+
+
+def load_array(path: Path) -> np.ndarray:
+    """One .npy array, memory-mapped read-only (never unpickled)."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BetaVAEError(f"{path} is not a readable .npy array ({first_line(error)}); save it with "
+                           "np.save(path, array)") from None
+
+
+def is_arrays_folder(path: Path) -> bool:
+    """Whether a path is a folder of .npy arrays (it holds train_images.npy) rather than of image files."""
+    return path.is_dir() and (path / ARRAY_FILES["images"]).is_file()
+
+
+def from_arrays(arrays: dict[str, np.ndarray], path: Path, image_size: int = 0, log: Log = say) -> RawData:
+    """The splits in a dict of arrays (an .npz's, or a folder's of .npy files): images under one of IMAGE_KEYS,
+    labels under one of LABEL_KEYS, optional test_images and test_labels, else the last 10% is the test split."""
     image_key = next((k for k in IMAGE_KEYS if k in arrays), None)
     if image_key is None:
         raise BetaVAEError(f"{path} has no images; store them under one of: {', '.join(IMAGE_KEYS)}")
@@ -263,31 +297,56 @@ def scale_16_bit(levels: np.ndarray, source: str) -> np.ndarray:
 
 
 def cached(path: Path, image_size: int = 0, cache: Path | None = None, log: Log = say) -> RawData:
-    """The user's images at `image_size` (0: as stored), decoded once: a folder, or an .npz to resize, is kept in the
-    data cache under `cache_key`, so that changed files or another size never share an entry (an .npz read as stored
-    is as fast to read as the cache, and is not copied)."""
-    read = read_npz if path.suffix == ".npz" else read_folder
-    if not path.exists() or (read is read_npz and not image_size):
+    """The user's images at `image_size` (0: as stored), decoded once: a folder of image files, or an .npz or a folder
+    of arrays to resize, is kept in the data cache under `cache_key` as a folder of .npy arrays and read from it
+    memory-mapped, so that changed files or another size never share an entry (a folder of arrays read as stored is
+    mapped where it is, and an .npz read as stored is as fast to read as the cache: neither is copied)."""
+    read = read_arrays if is_arrays_folder(path) else read_npz if path.suffix == ".npz" else read_folder
+    if not path.exists() or (read is not read_folder and not image_size):
         return read(path, image_size, log)
-    target = (cache or sources.cache_dir()) / "images" / f"{cache_key(path, image_size)}.npz"
+    target = (cache or sources.cache_dir()) / "images" / cache_key(path, image_size)
     try:
-        return sources.read_cache(target)
+        return read_cache(target)
     except BetaVAEError as error:
         if target.exists():
             log(f"betavae: {error}")
     raw = read(path, image_size, log)
     try:
-        sources.write_cache(raw, target)
+        write_cache(raw, target)
     except OSError as error:
         log(f"betavae: could not write the cache {target} ({error}); continuing without it")
-    return raw
+        return raw
+    return read_cache(target)  # mapped: the decoded copy is freed
+
+
+def read_cache(folder: Path) -> RawData:
+    """A cache entry: every one of ARRAY_FILES, memory-mapped; one that is missing or unreadable is one line (and the
+    entry is rebuilt)."""
+    missing = [name for name in ARRAY_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise BetaVAEError(f"cache {folder} lacks {', '.join(missing)}; it will be rebuilt")
+    try:
+        return read_arrays(folder, 0, lambda line: None)
+    except BetaVAEError as error:
+        raise BetaVAEError(f"cache {folder} is unreadable ({error}); it will be rebuilt") from None
+
+
+def write_cache(raw: RawData, folder: Path) -> None:
+    """Each array as an .npy file in the entry's folder, each written atomically (an entry lacking one is rebuilt)."""
+    for key, name in ARRAY_FILES.items():
+        part = key if key.startswith("test") else f"train_{key}"
+        with atomic.atomic_path(folder / name) as tmp, open(tmp, "wb") as stream:
+            np.save(stream, getattr(raw, part), allow_pickle=False)
 
 
 def cache_key(path: Path, image_size: int) -> str:
     """What a read of the user's images depends on: the path, each image file's name, length and modification time,
     and the size asked for (which also names the entry: <digest>-<size>)."""
     path = path.resolve()
-    files = [path] if path.is_file() else [file for _, file in image_files(path, lambda line: None)]
+    if path.is_file() or is_arrays_folder(path):
+        files = [path] if path.is_file() else [path / name for name in ARRAY_FILES.values() if (path / name).is_file()]
+    else:
+        files = [file for _, file in image_files(path, lambda line: None)]
     digest = hashlib.sha256(f"v{CACHE_VERSION} {path} {image_size}".encode())
     for file in files:
         stat = file.stat()

@@ -89,7 +89,8 @@ KNOWN: dict[str, Dataset] = {
 
 def names_help() -> str:
     """What --dataset may name, for help texts: the known data sets, or the user's own."""
-    return f"{', '.join(KNOWN)}, or a path to an .npz file or a folder of images (PNG, JPEG, WebP; docs/own-images.md)"
+    return (f"{', '.join(KNOWN)}, or a path to an .npz file, a folder of images (PNG, JPEG, WebP) or a folder of .npy "
+            "arrays (memory-mapped; docs/own-images.md)")
 
 
 def ground_truth_names() -> list[str]:

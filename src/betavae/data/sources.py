@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import BetaVAEError
+from .arrays import row_chunks
 from .idx import parse_idx
 
 try:
@@ -54,9 +55,10 @@ class RawData:
         """sha256 over all four arrays, their shapes included: what the cache stores and verifies."""
         digest = hashlib.sha256()
         for part in PARTS:
-            array = np.ascontiguousarray(getattr(self, part))
+            array = getattr(self, part)
             digest.update(f"{part}{array.shape}{array.dtype}".encode())
-            digest.update(array.tobytes())
+            for block in row_chunks(array):  # never a copy of the whole (memory-mapped) array
+                digest.update(block.data)
         return digest.hexdigest()
 
 

@@ -244,8 +244,8 @@ def build(name: str, channels: int) -> Likelihood:
 
 def check_data(name: str, images: torch.Tensor, chunk: int = 8192) -> None:
     """Refuse the discretized logistic on images that are not 8-bit (levels other than k/255), in one line."""
-    if name != DiscretizedLogistic.name or not images.is_floating_point():
-        return
+    if name != DiscretizedLogistic.name or not images.is_floating_point() or getattr(images, "eight_bit", False):
+        return  # uint8 storage (data/arrays.py) is 8-bit by construction
     for start in range(0, len(images), chunk):
         levels = images[start: start + chunk].float() * LEVELS
         if (levels - levels.round()).abs().max() > 1e-3:

@@ -1,7 +1,8 @@
 """Encoders (image -> mean and log-variance of a diagonal Gaussian) and decoders (latent -> the parameters of the
 likelihood p(x | z) that model/decoders.py defines: Bernoulli logits by default).
 
-Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (strided convolutions, any image size).
+Two architectures: `mlp` (the description's 784-400-20 by default) and `conv` (strided convolutions, any image size;
+without given channels, as many as the image size needs: `conv_channels`).
 """
 
 from __future__ import annotations
@@ -151,14 +152,30 @@ class ConvDecoder(nn.Module):
         return x[:, :, : self.size[0], : self.size[1]]
 
 
+CONV_WIDTH = 32  # channels of each convolution the size rule adds, as in Burgess et al.'s model
+SMALL_SIDE = 46  # shorter sides below it (28x28, 32x32) get 2 convolutions: from 46 on, 64 is nearer on a log scale
+
+
+def conv_channels(image_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """The convolutions for an image size when none are given: 32 then 64 channels for 28x28 and 32x32 (a 7x7 or 8x8
+    map), Burgess et al.'s four of 32 for 64x64 (4x4), one more of 32 per doubling beyond (128: 5, 256: 6); sizes in
+    between take the rule nearest them on a log scale (the shorter side counts)."""
+    side = min(image_shape[1:])
+    if side < SMALL_SIDE:
+        return (32, 64)
+    return (CONV_WIDTH,) * (4 + round(math.log2(side / 64)))
+
+
 def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple[int, ...],
-               channels: tuple[int, ...], activation: str = "relu", likelihood: str = "bernoulli") -> VAE:
+               channels: tuple[int, ...] = (), activation: str = "relu", likelihood: str = "bernoulli") -> VAE:
+    """The conv model for images (C, H, W); no `channels`: those `conv_channels` chooses for the size."""
     c, h, w = image_shape
+    channels = channels or conv_channels(image_shape)
     distribution = build_likelihood(likelihood, c)
     size = min(h, w)
     for _ in channels:  # each 4x4 stride-2 convolution (padding 1) needs at least 2 pixels and halves them
         if size < 2:
-            raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
+            raise ValueError(too_small(h, w, len(channels)))
         size //= 2
     convs: list[nn.Module] = []
     for n_in, n_out in zip([c, *channels[:-1]], channels):
@@ -167,13 +184,20 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, hidden: tuple
     with torch.no_grad():
         n_features = features(torch.zeros(1, c, h, w)).shape[1]
     if n_features == 0:
-        raise ValueError(f"images of {h}x{w} are too small for {len(channels)} stride-2 convolutions")
+        raise ValueError(too_small(h, w, len(channels)))
     encoder = nn.Sequential(features, mlp([n_features, *hidden, 2 * latent_dim], activation))
     decoder = ConvDecoder(latent_dim, hidden, channels, (distribution.outputs * c, h, w), activation)
     model = VAE(encoder, decoder, image_shape, latent_dim, distribution)
     # Channels-last weights take oneDNN's fast convolution path: in bf16 on CPUs with AMX the dSprites model trains
     # 1.8x as fast as fp32, 1.5x as fast as bf16 contiguous (bench/dsprites_data.py); only the memory layout changes.
     return model.to(memory_format=torch.channels_last)
+
+
+def too_small(height: int, width: int, convolutions: int) -> str:
+    """Why images cannot take a number of stride-2 convolutions, and the sizes that can."""
+    side = 2 ** convolutions
+    return (f"images of {width}x{height} are too small for {convolutions} stride-2 convolutions, which need "
+            f"{side}x{side} or larger; give --image-size {side} or more (your own images)")
 
 
 @torch.no_grad()
@@ -209,7 +233,7 @@ def build(config: Architecture, image_shape: tuple[int, int, int]) -> VAE:
                               config.likelihood)
         return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation, config.likelihood)
     except ValueError as error:
-        raise BetaVAEError(f"{error}; use --arch mlp, or fewer --channels") from None
+        raise BetaVAEError(f"{error}, fewer --channels, or --arch mlp") from None
     except (RuntimeError, MemoryError) as error:
         raise BetaVAEError(f"the model does not fit in memory ({first_line(error, 160)}); lower --hidden, --channels or "
                            "--latent-dim") from None

@@ -39,7 +39,7 @@ class Inputs:
     noise: torch.Tensor
     pairs: list[tuple[int, int]]
     split: datalib.Split
-    map_images: torch.Tensor
+    map_images: datalib.dataset.Images
     map_labels: np.ndarray
 
     @staticmethod
@@ -48,7 +48,7 @@ class Inputs:
         noise = torch.randn(N_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
         n_map = min(config.latent_map_size, len(split))
         return Inputs(datalib.as_float(split.images[:N_RECONSTRUCTIONS]), noise, default_pairs(split, N_PAIRS), split,
-                      split.images[:n_map], split.labels[:n_map].numpy())
+                      split.take(slice(0, n_map)).images, split.labels[:n_map].numpy())  # encoded per batch
 
 
 def default_pairs(split: datalib.Split, n: int) -> list[tuple[int, int]]:

@@ -80,7 +80,8 @@ class Trainer:
         self.pairing = torch.Generator().manual_seed(config.seed + 2)  # partners of paired objectives (on the CPU)
         draws_pixels = config.pixels == "binary" and data.train.images.is_floating_point()
         self.graphed = None
-        if config.cuda_graphs and self.objective.graphable and \
+        mapped = getattr(self.train_images, "mapped", False)  # read from a file per batch: never inside a graph
+        if config.cuda_graphs and self.objective.graphable and not mapped and \
                 cuda_graphs.supported(self.device, self.context.distributed, draws_pixels):
             self.graphed = cuda_graphs.GraphedGradients(self._loss_terms, list(self.model.parameters()),
                                                         self.global_batch, self.device)
