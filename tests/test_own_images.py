@@ -191,3 +191,12 @@ def test_train_on_a_folder_of_colour_jpegs_draws_in_colour(tmp_path, capsys):
             assert picture.mode in ("RGB", "RGBA"), path.name
             pixels = np.asarray(picture).astype(int)
         assert (pixels[..., 0] != pixels[..., 1]).any() and (pixels[..., 1] != pixels[..., 2]).any(), path.name
+
+
+def test_binary_pixels_on_colour_images_are_refused_in_one_line(tmp_path):
+    """A 0/1 draw per channel would make up colours: --pixels binary on colour data is refused before training."""
+    from betavae import data as datalib
+    datalib.check_pixels("binary", (1, 28, 28), "mnist")  # grey: fine
+    datalib.check_pixels("grey", (3, 64, 64), "colour-dsprites")
+    with pytest.raises(BetaVAEError, match="--pixels grey"):
+        datalib.check_pixels("binary", (3, 64, 64), "colour-dsprites")

@@ -3,13 +3,13 @@ user's own images (images), data sets made from known factors (groundtruth: dSpr
 dsprites, its colour and noisy variants in dsprites_variants), bit-packed images (packed), uint8 images memory-mapped
 and converted per batch (arrays), and splits as tensors (dataset)."""
 
-from .dataset import (Data, Split, as_float, batch_indices, binarize, fingerprint, prepare, split_fingerprint,
-                      split_raw)
+from .dataset import (Data, Split, as_float, batch_indices, binarize, check_pixels, fingerprint, prepare,
+                      split_fingerprint, split_raw)
 from .groundtruth import GroundTruthData
 from .packed import PackedImages
 from .pairs import FactorPairs
 from .registry import factor_pairs, fetch, ground_truth, load, load_split, lookup
 
 __all__ = ["Data", "FactorPairs", "GroundTruthData", "PackedImages", "Split", "as_float", "batch_indices", "binarize",
-           "factor_pairs", "fetch", "fingerprint", "ground_truth", "load", "load_split", "lookup", "prepare",
-           "split_fingerprint", "split_raw"]
+           "check_pixels", "factor_pairs", "fetch", "fingerprint", "ground_truth", "load", "load_split", "lookup",
+           "prepare", "split_fingerprint", "split_raw"]

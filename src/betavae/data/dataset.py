@@ -157,6 +157,13 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)
 
 
+def check_pixels(pixels: str, image_shape: tuple[int, ...], dataset: str) -> None:
+    """Refuse binary targets on colour images in one line: a 0/1 draw per channel would make up colours."""
+    if pixels == "binary" and image_shape[0] != 1:
+        raise BetaVAEError(f"--pixels binary draws 0/1 pixels of grey images, and {dataset} has {image_shape[0]} "
+                           "channels (colour); use --pixels grey")
+
+
 def prepare(x: torch.Tensor, pixels: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """The targets the model is trained on: grey levels as they are, or a binarized draw (bool storage, as
     dSprites', is binary already: no draw)."""

@@ -16,6 +16,7 @@ import torch
 from .. import data as datalib
 from ..config import Config
 from ..errors import BetaVAEError, first_line
+from ..model import networks
 from . import distributed, folder
 from .callbacks import Callback
 from .lock import LOCK, run_lock
@@ -94,6 +95,8 @@ def train(run_dir: Path, start: NewRun | Resumed, data: datalib.Data | None, cal
                     start.check_folder(run_dir)
             start.load(run_dir)
             data = data or load_data(start.config, context)
+            if isinstance(start, NewRun):
+                start.config = resolved_model(start.config, data.image_shape)
             trainer = Trainer(start.config, run_dir, data, callbacks, progress, log, context)  # may refuse the model
             trainer.run_id = start.run_id
             start.restore(trainer)
@@ -111,6 +114,14 @@ def train(run_dir: Path, start: NewRun | Resumed, data: datalib.Data | None, cal
             gc.collect()
             distributed.shutdown()
     return run_dir
+
+
+def resolved_model(config: Config, image_shape: tuple[int, int, int]) -> Config:
+    """The config with the conv model's convolutions written out when the size rule chose them, so that config.json
+    says which model was built and a later change of the rule cannot change this run's."""
+    if config.arch != "conv" or config.channels:
+        return config
+    return config.replace(channels=networks.conv_channels(image_shape))
 
 
 def load_data(config: Config, context: distributed.Context) -> datalib.Data:

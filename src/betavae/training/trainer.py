@@ -61,6 +61,7 @@ class Trainer:
         self.progress = main and (sys.stderr.isatty() if progress is None else progress)
         self.log = (log or (lambda line: print(line, file=sys.stderr))) if main else (lambda line: None)
         decoders.check_data(config.likelihood, data.train.images)
+        datalib.check_pixels(config.pixels, data.image_shape, config.dataset)
         torch.manual_seed(config.seed)
         self.model = networks.build(config, data.image_shape)
         networks.init_output_bias(self.model, data.train.mean_image().nan_to_num(0.5))  # bad pixels: caught later
