@@ -8,8 +8,9 @@
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
 and, written by the figures, the report and the commands that read a run: figures/, report.html, latents.npz,
-samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES and RUN_FOLDERS list every one of them:
-replacing a run (--overwrite) removes those and nothing else a user put in the folder.
+samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES names every file, and OWN_FILES every name
+betavae writes inside figures/, samplers/ and tensorboard/: replacing a run (--overwrite) removes those (and a folder
+left empty) and nothing else a user put in the folder.
 
 config.json and each metrics record carry `format`, the version of their layout: a reader knows what it holds and
 refuses, in one line, a folder written by a newer betavae; folders written before the field existed are format 0.
@@ -20,8 +21,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
-import shutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,6 +47,16 @@ UDR = "udr.json"
 RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRICS_CSV, STATUS, REPORT, EVALUATION,
              DISENTANGLEMENT, LATENTS, UDR)
 RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
+OWN_FILES = re.compile("|".join((  # paths under RUN_FOLDERS that betavae writes (pictures/, samplers/, tensorboard.py)
+    r"figures/(reconstructions|samples)/epoch_\d{3,}\.png",
+    r"figures/(reconstructions|samples|traversal)\.gif",
+    r"figures/(reconstruction|interpolation(_linear|_spherical)?|traversal|curves|mutual_information"
+    r"|traversal_factors)\.png",
+    r"figures/latent_map_(pca|tsne|umap)\.png",
+    r"figures/samples(_[a-z]+(_-?\d+)?)?(_drawn)?\.png",
+    r"samplers/[a-z]+-(default|\d+)-(full|diag|tied|spherical)\.safetensors",
+    r"tensorboard/events\.out\.tfevents\.[^/]+",
+)))
 FORMAT = 2  # the layout of config.json and of metrics records; 0 = written before the field existed, 1 = flat
 # objective settings
 
@@ -291,9 +303,36 @@ def is_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in RUN_FILES)
 
 
+def is_own_file(path: str) -> bool:
+    """Whether a path under the run folder ("figures/curves.png") names a file betavae writes there, or the temporary
+    of an atomic write of one ("figures/.curves.png.<random>.tmp")."""
+    folder_name, _, name = path.rpartition("/")
+    temporary = re.fullmatch(r"\.(.+)\.[a-z0-9_]+\.tmp", name)
+    if temporary:
+        path = f"{folder_name}/{temporary[1]}" if folder_name else temporary[1]
+    return path in RUN_FILES or OWN_FILES.fullmatch(path) is not None
+
+
 def remove_run_files(run_dir: Path) -> None:
-    """Remove what a run wrote into its folder (RUN_FILES, RUN_FOLDERS and their temporaries) and nothing else a user
-    put there; a symbolic link among them is removed, never followed."""
+    """Remove what a run wrote into its folder (RUN_FILES, and OWN_FILES in RUN_FOLDERS, with their temporaries) and
+    nothing else a user put there: a folder goes only when that leaves it empty. A symbolic link is removed as a
+    file, never followed."""
     for entry in run_dir.iterdir():
-        if entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name):
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            _remove_own_files(run_dir, entry)
+        elif (entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name)) and \
+                (entry.is_symlink() or not entry.is_dir()):
+            entry.unlink()
+
+
+def _remove_own_files(run_dir: Path, top: Path) -> None:
+    """The files betavae wrote under one of the run's folders, then each folder there left empty, deepest first."""
+    for here, folders, files in os.walk(top, topdown=False):  # never into a symbolic link to a folder
+        for name in files + [f for f in folders if os.path.islink(os.path.join(here, f))]:
+            path = Path(here, name)
+            if is_own_file(path.relative_to(run_dir).as_posix()):
+                path.unlink()
+        try:
+            os.rmdir(here)
+        except OSError:
+            pass  # not empty: a user's files are in it
