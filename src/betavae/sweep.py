@@ -6,6 +6,9 @@ for a grid); one the objective does not read is refused before any run starts, s
 run. Points already finished are skipped and interrupted ones resumed, so an interrupted sweep simply continues. The
 summary uses the final validation numbers (the test set stays for `betavae evaluate`). Points run one after another
 here; the Ray backend (training/distributed.py) sends them to a cluster and aggregates exactly the same way.
+
+A sweep goes into a new or empty folder, which it marks as its own (sweep.json), or continues one it made; a symbolic
+link or a folder of a user's files is refused, so that no summary overwrites theirs and no run lands among them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -22,8 +26,12 @@ from .config import Config
 from .errors import BetaVAEError
 from .runs import Run
 from .training import folder, resume
+from .training.lock import make_folder
+from .version import __version__
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
+MARK = "sweep.json"  # a folder a sweep made (and so may write its summary into)
+POINT_FOLDER = re.compile(r".+-seed-\d+")  # the name of a point's run folder (Point.name)
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,14 @@ def parse_vary(texts: Iterable[str]) -> dict[str, list[str]]:
     vary: dict[str, list[str]] = {}
     for text in texts:
         name, _, values = text.partition("=")
-        items = [v.strip() for v in values.split(",") if v.strip()]
-        if not name.strip() or not items:
-            raise BetaVAEError(f"--vary takes NAME=V1,V2 (e.g. gamma=10,35,100), got {text!r}")
-        vary[name.strip().replace("-", "_")] = items
+        items = [v.strip() for v in values.split(",")]
+        if not name.strip() or not all(items):
+            raise BetaVAEError(f"--vary takes NAME=V1,V2 (e.g. gamma=10,35,100, no empty value), got {text!r}")
+        name = name.strip().replace("-", "_")
+        if name in vary:
+            raise BetaVAEError(f"{name} is varied twice (--vary {name}=... or --beta, given more than once); give all "
+                               f"its values once, e.g. --vary {name}={','.join(vary[name] + items)}")
+        vary[name] = items
     return vary
 
 
@@ -135,7 +147,10 @@ def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]]
     first varied value)."""
     sweep_dir = Path(sweep_dir)
     chosen = points(base, vary, seeds)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    check_sweep_folder(sweep_dir)
+    make_folder(sweep_dir)
+    if not (sweep_dir / MARK).is_file():
+        atomic.write_json(sweep_dir / MARK, {"format": 1, "betavae": __version__})
     if backend == "ray":
         from .training.distributed import ray_map
 
@@ -149,3 +164,21 @@ def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]]
     rows = summarize(sweep_dir, chosen)
     write_summary(sweep_dir, rows, next(iter(vary)))
     return rows
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """Refuse, in one line, a sweep folder that is a symbolic link, a file, or a folder holding anything but a sweep:
+    one betavae marked as its own, or one from before the mark (summaries and points' run folders alone)."""
+    if sweep_dir.is_symlink() or sweep_dir.exists() and not sweep_dir.is_dir():
+        what = "a symbolic link" if sweep_dir.is_symlink() else "not a folder"
+        raise BetaVAEError(f"{sweep_dir} is {what}; a sweep folder must be a real folder, so that nothing is written "
+                           "outside it: choose another --name")
+    if not sweep_dir.is_dir() or (sweep_dir / MARK).is_file():
+        return
+    entries = list(sweep_dir.iterdir())
+    points_made = [e for e in entries if POINT_FOLDER.fullmatch(e.name) and e.is_dir() and not e.is_symlink()]
+    summaries = [e for e in entries if e.name in (SUMMARY_CSV, SUMMARY_MD, FIGURE) and e.is_file()]
+    if entries and not (points_made and len(points_made) + len(summaries) == len(entries)):
+        shown = ", ".join(sorted(e.name for e in entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise BetaVAEError(f"{sweep_dir} holds files but no betavae sweep (it holds {shown}); a sweep goes into a new "
+                           "or empty folder, or continues one it made: choose another --name")
