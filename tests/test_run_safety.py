@@ -118,17 +118,18 @@ def test_a_resume_refuses_a_folder_in_place_of_a_run_file_before_training(tmp_pa
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--data-dir", "/nonexistent"], "--data-dir /nonexistent is not a readable folder"),
-    (["train", "--data-dir", "/dev/null"], "--data-dir /dev/null is not a readable folder"),
-    (["train", "--data-dir", "FILE"], "is not a readable folder"),
-    (["fetch", "--data-dir", "/nonexistent"], "is not a readable folder"),
-    (["classifier", "train", "--data-dir", "FILE"], "is not a readable folder"),
+    (["train", "--dataset", "NPZ", "--data-dir", "/nonexistent"], "--data-dir /nonexistent is not a readable folder"),
+    (["train", "--dataset", "NPZ", "--data-dir", "/dev/null"], "--data-dir /dev/null is not a readable folder"),
+    (["train", "--dataset", "NPZ", "--data-dir", "FILE"], "is not a readable folder"),
+    (["fetch", "NPZ", "--data-dir", "/nonexistent"], "is not a readable folder"),
+    (["classifier", "train", "--dataset", "NPZ", "--val-size", "20", "--data-dir", "FILE"], "is not a readable folder"),
     (["disentanglement", "RUN", "--data-dir", "/dev/null"], "is not a readable folder"),
-    (["sweep", "--beta", "1", "--data-dir", "/nonexistent"], "is not a readable folder"),
+    (["sweep", "--beta", "1", "--dataset", "NPZ", "--data-dir", "/nonexistent"], "is not a readable folder"),
 ])
-def test_a_bad_data_dir_is_refused_although_the_data_are_cached(tmp_path, capsys, argv, message):
+def test_a_bad_data_dir_is_refused_although_the_data_are_at_hand(npz, tmp_path, capsys, argv, message):
     (tmp_path / "notes.txt").write_text("not data")
-    argv = [str(tmp_path / "notes.txt") if a == "FILE" else str(tmp_path) if a == "RUN" else a for a in argv]
+    places = {"FILE": str(tmp_path / "notes.txt"), "RUN": str(tmp_path), "NPZ": str(npz)}
+    argv = [places.get(a, a) for a in argv] + (["--epochs", "1"] if argv[0] in ("train", "sweep", "classifier") else [])
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)
     err = capsys.readouterr().err
@@ -157,3 +158,13 @@ def test_a_file_given_as_a_run_is_said_to_be_no_run_folder(tmp_path, capsys):
         assert cli.main([*command, str(tmp_path / "notes.txt")]) == 1
         err = capsys.readouterr().err
         assert "notes.txt is a file, not a run folder" in err and "does not exist" not in err
+
+
+def test_classifier_train_never_overwrites_a_file_it_did_not_write(npz, tmp_path, capsys):
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("years of work")
+    argv = ["classifier", "train", "--dataset", str(npz), "--val-size", "20", "--epochs", "1"]
+    assert cli.main([*argv, "--out", str(thesis)]) == 1
+    assert "is a file betavae did not write" in capsys.readouterr().err and thesis.read_text() == "years of work"
+    assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0  # its own: replaced

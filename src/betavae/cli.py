@@ -132,7 +132,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load
-    from .evaluation.classifier import default_classifier, save_classifier, train_classifier
+    from .evaluation.classifier import default_classifier, load_classifier, save_classifier, train_classifier
 
     path = Path(args.out) if args.out else default_classifier(args.dataset)
     if path is None:
@@ -141,6 +141,12 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     if path.is_dir() or not path.parent.is_dir():  # said before training, not after
         raise BetaVAEError(f"--out {path} must name a file in an existing folder (it is a folder, or its folder is "
                            "missing); give a file path such as classifier.safetensors")
+    if path.exists():  # replaced only when it is a classifier betavae wrote
+        try:
+            load_classifier(path)
+        except BetaVAEError:
+            raise BetaVAEError(f"--out {path} is a file betavae did not write (not a classifier), which is never "
+                               "overwritten; give another path") from None
     data = load(args.dataset, args.data_dir, args.val_size, image_size=args.image_size)
     model, test_accuracy = train_classifier(data, args.epochs, args.seed)
     save_classifier(model, path, test_accuracy)
