@@ -19,7 +19,6 @@ from .conftest import synthetic_images
     (["train", "--dataset", "/nonexistent.npz"], "does not exist"),
     (["evaluate", "/nonexistent/run"], "does not exist"),
     (["disentanglement", "/nonexistent/run"], "does not exist"),
-    (["train", "--dataset", "dsprites", "--data-dir", "/nonexistent"], "does not exist; pass --data-dir"),
     (["train", "--cuda-graphs", "flase"], "not a valid boolean (true or false); fix --cuda-graphs"),
     (["fetch", "nonsense"], "unknown dataset 'nonsense'"),
     (["sweep", "--beta", "1,4", "--preset", "capacity"], "the capacity objective has no setting beta"),

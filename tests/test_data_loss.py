@@ -8,6 +8,7 @@ from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.evaluation import evaluate, factors
 from betavae.pictures import report, run_figures
+from betavae.runs import Run
 from betavae.training import fit, folder, resume
 from betavae.training.lock import LOCK, run_lock
 
@@ -74,6 +75,26 @@ def test_overwrite_removes_the_runs_own_files_and_nothing_else(tmp_path, data):
     assert (run_dir / folder.WEIGHTS).read_bytes() != old_weights  # the new run's
 
 
+def test_overwrite_keeps_a_users_files_inside_the_runs_own_folders(tmp_path, data):
+    run_dir = fit(TINY, tmp_path / "r", data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
+    before = contents(run_dir)
+    ours = [k for k, v in before.items() if v is not None and k.split("/")[0] in folder.RUN_FOLDERS]
+    assert any(k.startswith("figures/samples/epoch_") for k in ours) and any(k.startswith("samplers/") for k in ours)
+    user_files(run_dir / folder.FIGURES / "my")
+    (run_dir / folder.FIGURES / "notes.txt").write_text("which figure goes in the paper")
+    (run_dir / folder.FIGURES / "samples" / "epoch_best.png").write_bytes(b"a user's pick")
+    (run_dir / folder.SAMPLERS / "mine.safetensors").write_bytes(b"a sampler of my own")
+    (run_dir / folder.TENSORBOARD).mkdir()
+    (run_dir / folder.TENSORBOARD / "my-plot.csv").write_text("step,loss")
+    users = {k: v for k, v in contents(run_dir).items() if v is not None and k not in before}
+    assert len(users) == 6
+    fit(TINY.replace(seed=8), run_dir, overwrite=True, data=data, **quiet)  # no figures this time
+    after = contents(run_dir)
+    assert {k: after.get(k) for k in users} == users  # every file of the user's, in every folder, untouched
+    assert [k for k in ours if k in after] == []  # betavae's own figures and samplers went
+    assert not (run_dir / folder.FIGURES / "reconstructions").exists()  # emptied, so removed
+
+
 def test_every_file_a_run_writes_is_in_the_folders_list(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
     written = {entry.name for entry in run_dir.iterdir()} - {LOCK}
@@ -81,6 +102,18 @@ def test_every_file_a_run_writes_is_in_the_folders_list(tmp_path, data):
     assert written <= set(folder.RUN_FILES) | set(folder.RUN_FOLDERS)
     # the names other modules write under are the folder module's
     assert {report.REPORT, evaluate.EVALUATION, factors.RESULT, run_figures.LATENTS} <= set(folder.RUN_FILES)
+    run = Run.open(run_dir, data=data)  # and so are the figures the commands draw
+    run_figures.reconstruct(run, [0, 1], "test")
+    run_figures.interpolate(run, [(0, 1)], steps=3, method="spherical")
+    run_figures.traverse(run)
+    run_figures.latent_map(run, "tsne")
+    for sampler, label in (("prior", None), ("gmm", None), ("class", 1)):
+        run_figures.sample(run, 4, seed=0, sampler=sampler, digit=label)
+    run_figures.sample(run, 4, seed=0, draw=True, sampler="class", components=2, digit=2)
+    files = [p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 25 and [f for f in files if not folder.is_own_file(f)] == []
+    assert not folder.is_own_file("figures/notes.png") and not folder.is_own_file("samplers/mine.safetensors")
+    assert folder.is_own_file("figures/.curves.png.k2_x9abc.tmp") and not folder.is_own_file("figures/.notes.png.a.tmp")
 
 
 def test_a_trained_run_without_its_checkpoint_is_not_trained_anew(tmp_path, data):

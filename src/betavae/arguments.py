@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import typing
 from dataclasses import fields
+from pathlib import Path
 
 from .config import CONFIG_FIELDS, Config, resolve
 from .data.registry import names_help as dataset_names
@@ -59,7 +61,8 @@ def add_config_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...]
             continue
         metavar = "N,N" if typing.get_origin(hints[name]) is tuple else name.split("_")[-1].upper()
         text = f"{HELP.get(name, '')} (default {as_typed(getattr(DEFAULT_CONFIG, name))})".strip()
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None, metavar=metavar, help=text)
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None, metavar=metavar, help=text,
+                           **({"type": data_dir} if name == "data_dir" else {}))
     add_objective_options(parser, exclude)
 
 
@@ -131,6 +134,16 @@ def parse_indices(text: str) -> list[int]:
         return [int(i) for i in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"indices look like 0,1,2, got {text!r}") from None
+
+
+def data_dir(text: str) -> str:
+    """An argparse type: a readable folder (or dSprites' original .npz file), checked here because a data set found
+    in the cache would otherwise pass over a bad one without a word."""
+    path = Path(text)
+    if not (path.is_dir() or path.is_file() and path.suffix == ".npz") or not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"--data-dir {text} is not a readable folder (nor dSprites' original .npz "
+                                         "file); give the folder that holds the data set's files")
+    return text
 
 
 SEED = bounded(int, 0, 2**32 - 1)  # seeds are 32-bit, as a run's own

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import samplers
-from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bounded, config_from_args,
+from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bounded, config_from_args, data_dir,
                         overrides_from_args, parse_indices, parse_pairs, parse_seeds)
 from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
@@ -164,7 +164,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_classifier(args: argparse.Namespace) -> None:
     from .data import load
-    from .evaluation.classifier import default_classifier, save_classifier, train_classifier
+    from .evaluation.classifier import default_classifier, load_classifier, save_classifier, train_classifier
 
     path = Path(args.out) if args.out else default_classifier(args.dataset)
     if path is None:
@@ -173,6 +173,12 @@ def cmd_classifier(args: argparse.Namespace) -> None:
     if path.is_dir() or not path.parent.is_dir():  # said before training, not after
         raise BetaVAEError(f"--out {path} must name a file in an existing folder (it is a folder, or its folder is "
                            "missing); give a file path such as classifier.safetensors")
+    if path.exists():  # replaced only when it is a classifier betavae wrote
+        try:
+            load_classifier(path)
+        except BetaVAEError:
+            raise BetaVAEError(f"--out {path} is a file betavae did not write (not a classifier), which is never "
+                               "overwritten; give another path") from None
     data = load(args.dataset, args.data_dir, args.val_size, image_size=args.image_size)
     model, test_accuracy = train_classifier(data, args.epochs, args.seed)
     save_classifier(model, path, test_accuracy)
@@ -186,6 +192,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     vary = parse_vary([*(["beta=" + args.beta] if args.beta else []), *args.vary])
     if not vary:
         raise BetaVAEError("say what the sweep varies: --vary NAME=V1,V2 (e.g. --vary gamma=10,35,100) or --beta LIST")
+    fixed = sorted(set(overrides_from_args(args)) & set(vary))
+    if fixed:
+        raise BetaVAEError(f"{fixed[0]} is both given (--{fixed[0].replace('_', '-')}) and varied; give its values "
+                           "once, with --vary")
     base = config_from_args(args)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -286,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN/disentanglement.json and two figures.")
     disentanglement.add_argument("run", metavar="RUN")
     disentanglement.add_argument("--seed", type=SEED, default=0, help="seed of every metric's sampling")
-    disentanglement.add_argument("--data-dir", metavar="DIR",
+    disentanglement.add_argument("--data-dir", metavar="DIR", type=data_dir,
                                  help="folder holding the data set's original files (dSprites' npz), else the run's")
     disentanglement.set_defaults(func=cmd_disentanglement)
 
@@ -308,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_commands = classifier.add_subparsers(dest="action", required=True, metavar="ACTION")
     classifier_train = classifier_commands.add_parser("train", help="train and cache it")
     classifier_train.add_argument("--dataset", default="mnist")
-    classifier_train.add_argument("--data-dir")
+    classifier_train.add_argument("--data-dir", type=data_dir)
     classifier_train.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
                                   help="center-crop and resize your own images to SxS, as the runs it scores")
     classifier_train.add_argument("--val-size", type=bounded(int, 1, 10**9), default=5000)
@@ -341,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "official files: say where to get them, check them)")
     fetch.add_argument("dataset", nargs="?", default="mnist",
                        help=f"{dataset_names()} (default mnist)")
-    fetch.add_argument("--data-dir", help="folder holding the data set's files (else $BETAVAE_DATA, else the cache)")
+    fetch.add_argument("--data-dir", type=data_dir,
+                       help="folder holding the data set's files (else $BETAVAE_DATA, else the cache)")
     fetch.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
                        help="your own images: center-crop and resize to SxS into the cache (as train --image-size)")
     fetch.set_defaults(func=cmd_fetch)

@@ -101,8 +101,9 @@ class Config:
             raise BetaVAEError(f"image_size must be 0 (as stored) or from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}, got "
                                f"{self.image_size}; fix --image-size")
         for name in ("figure_epochs", "latent_map_epochs"):
-            if any(epoch < 0 for epoch in getattr(self, name)):
-                raise BetaVAEError(f"{name} lists epochs, which are >= 0; fix --{name.replace('_', '-')}")
+            if any(not 0 <= epoch <= AT_MOST["epochs"] for epoch in getattr(self, name)):
+                raise BetaVAEError(f"{name} lists epochs, which are from 0 to {AT_MOST['epochs']:g}; fix "
+                                   f"--{name.replace('_', '-')}")
 
     @classmethod
     def of(cls, **values: Any) -> "Config":
@@ -269,10 +270,10 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
         if isinstance(value, bool):
             raise TypeError
         if typing.get_origin(hint) is tuple:
-            items = value.split(",") if isinstance(value, str) else value
+            items = (value.split(",") if value.strip() else []) if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
                 raise TypeError
-            return tuple(_integer(x) for x in items if not (isinstance(x, str) and x.strip() == ""))
+            return tuple(_integer(x) for x in items)  # an empty item ("16,,16") is refused, not dropped
         if hint is int:
             return _integer(value)
         if hint is float:

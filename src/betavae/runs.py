@@ -106,7 +106,7 @@ class Run:
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
         """One record per finished epoch (epoch 0 is the untrained model)."""
-        return folder.read_metrics(self.path)
+        return folder.read_metrics(self.path, self.meta.run_id)
 
     @property
     def last_record(self) -> dict[str, Any]:
@@ -135,11 +135,11 @@ class Run:
     @cached_property
     def model(self) -> VAE:
         """The latest weights in the model config.json describes, on the CPU, in eval mode."""
-        return folder.load_weights(self.path, self.config, self.image_shape)
+        return self.load_model()
 
     def load_model(self, device: str = "cpu") -> VAE:
         """A fresh copy of the model on a device (the cached `model` stays on the CPU)."""
-        return folder.load_weights(self.path, self.config, self.image_shape, device)
+        return folder.load_weights(self.path, self.config, self.image_shape, device, self.meta.run_id)
 
     @cached_property
     def data(self) -> datalib.Data:

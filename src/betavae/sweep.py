@@ -10,6 +10,9 @@ here, or `jobs` side by side in processes of their own (each with its share of t
 
 `train_seeds` is the selection recipe on the same machinery: one run per seed, then Unsupervised Disentanglement
 Ranking over them (evaluation/udr.py) and the UDR-best run marked in the summary and in the folder's udr.json.
+
+A sweep goes into a new or empty folder, which it marks as its own (sweep.json), or continues one it made; a symbolic
+link or a folder of a user's files is refused, so that no summary overwrites theirs and no run lands among them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +31,15 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import atomic
 from .config import Config
 from .errors import BetaVAEError
+from .evaluation.udr import RESULT as UDR_RESULT
 from .runs import Run
 from .training import folder, resume
+from .training.lock import make_folder
+from .version import __version__
 
 SUMMARY_CSV, SUMMARY_MD, FIGURE = "summary.csv", "summary.md", "rate_distortion.png"
+MARK = "sweep.json"  # a folder a sweep made (and so may write its summary into)
+POINT_FOLDER = re.compile(r"(.+-)?seed-\d+")  # the name of a point's run folder (Point.name)
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,14 @@ def parse_vary(texts: Iterable[str]) -> dict[str, list[str]]:
     vary: dict[str, list[str]] = {}
     for text in texts:
         name, _, values = text.partition("=")
-        items = [v.strip() for v in values.split(",") if v.strip()]
-        if not name.strip() or not items:
-            raise BetaVAEError(f"--vary takes NAME=V1,V2 (e.g. gamma=10,35,100), got {text!r}")
-        vary[name.strip().replace("-", "_")] = items
+        items = [v.strip() for v in values.split(",")]
+        if not name.strip() or not all(items):
+            raise BetaVAEError(f"--vary takes NAME=V1,V2 (e.g. gamma=10,35,100, no empty value), got {text!r}")
+        name = name.strip().replace("-", "_")
+        if name in vary:
+            raise BetaVAEError(f"{name} is varied twice (--vary {name}=... or --beta, given more than once); give all "
+                               f"its values once, e.g. --vary {name}={','.join(vary[name] + items)}")
+        vary[name] = items
     return vary
 
 
@@ -143,7 +156,7 @@ def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]]
     first varied value)."""
     sweep_dir = Path(sweep_dir)
     chosen = points(base, vary, seeds)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    open_sweep_folder(sweep_dir)
     run_points(share_cores(base, jobs, backend), sweep_dir, chosen, backend, figures, jobs, log)
     rows = summarize(sweep_dir, chosen)
     write_summary(sweep_dir, rows, next(iter(vary)))
@@ -228,17 +241,16 @@ def train_seeds(base: Config, parent: str | Path, seeds: Iterable[int], jobs: in
     UDR and mark the best: each run's udr.json and report (when figures are drawn), parent/udr.json and the summary
     (its `best` column). Returns the ranking, best first (as `betavae.select`)."""
     from .api import select
-    from .evaluation.udr import RESULT
 
     parent = Path(parent)
     chosen = [Point((), seed) for seed in check_seeds(seeds)]
     base = share_cores(base, jobs, backend)
     if (parent / folder.CONFIG).is_file():
         raise BetaVAEError(f"{parent} is a run, not a folder of seeds; choose another --name")
-    parent.mkdir(parents=True, exist_ok=True)
+    open_sweep_folder(parent)
     run_points(base, parent, chosen, backend, figures, jobs, log)
     result = select([parent / point.name for point in chosen], variant=variant, write_reports=figures, log=log)
-    atomic.write_json(parent / RESULT, result)
+    atomic.write_json(parent / UDR_RESULT, result)
     write_summary(parent, ranked_rows(summarize(parent, chosen), result), "seed")
     return result
 
@@ -249,3 +261,29 @@ def ranked_rows(rows: list[dict], result: dict[str, Any]) -> list[dict]:
     best = Path(result["best"]).name
     return [{**row, "udr": round(by_name[row["run"]]["udr"], 3), "udr_rank": by_name[row["run"]]["rank"],
              "best": "best" if row["run"] == best else ""} for row in rows]
+
+
+def open_sweep_folder(sweep_dir: Path) -> None:
+    """Check the sweep folder, make it if new, and mark it as a sweep's own."""
+    check_sweep_folder(sweep_dir)
+    make_folder(sweep_dir)
+    if not (sweep_dir / MARK).is_file():
+        atomic.write_json(sweep_dir / MARK, {"format": 1, "betavae": __version__})
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """Refuse, in one line, a sweep folder that is a symbolic link, a file, or a folder holding anything but a sweep:
+    one betavae marked as its own, or one from before the mark (summaries and points' run folders alone)."""
+    if sweep_dir.is_symlink() or sweep_dir.exists() and not sweep_dir.is_dir():
+        what = "a symbolic link" if sweep_dir.is_symlink() else "not a folder"
+        raise BetaVAEError(f"{sweep_dir} is {what}; a sweep folder must be a real folder, so that nothing is written "
+                           "outside it: choose another --name")
+    if not sweep_dir.is_dir() or (sweep_dir / MARK).is_file():
+        return
+    entries = list(sweep_dir.iterdir())
+    points_made = [e for e in entries if POINT_FOLDER.fullmatch(e.name) and e.is_dir() and not e.is_symlink()]
+    summaries = [e for e in entries if e.name in (SUMMARY_CSV, SUMMARY_MD, FIGURE, UDR_RESULT) and e.is_file()]
+    if entries and not (points_made and len(points_made) + len(summaries) == len(entries)):
+        shown = ", ".join(sorted(e.name for e in entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise BetaVAEError(f"{sweep_dir} holds files but no betavae sweep (it holds {shown}); a sweep goes into a new "
+                           "or empty folder, or continues one it made: choose another --name")

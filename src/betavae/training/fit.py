@@ -93,6 +93,7 @@ def train(run_dir: Path, start: NewRun | Resumed, data: datalib.Data | None, cal
                     held.enter_context(run_lock(run_dir, create=start.creates_folder))
                     remove_stale_temporaries(run_dir)
                     start.check_folder(run_dir)
+                    folder.check_places(run_dir)
             start.load(run_dir)
             data = data or load_data(start.config, context)
             if isinstance(start, NewRun):

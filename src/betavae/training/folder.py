@@ -8,8 +8,9 @@
     runs/<name>/status.json         running, interrupted, failed or finished, and the last completed epoch
 
 and, written by the figures, the report and the commands that read a run: figures/, report.html, latents.npz,
-samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES and RUN_FOLDERS list every one of them:
-replacing a run (--overwrite) removes those and nothing else a user put in the folder.
+samplers/, evaluation.json, disentanglement.json, tensorboard/. RUN_FILES names every file, and OWN_FILES every name
+betavae writes inside figures/, samplers/ and tensorboard/: replacing a run (--overwrite) removes those (and a folder
+left empty) and nothing else a user put in the folder.
 
 config.json and each metrics record carry `format`, the version of their layout: a reader knows what it holds and
 refuses, in one line, a folder written by a newer betavae; folders written before the field existed are format 0.
@@ -20,15 +21,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
-import shutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
 from .. import atomic
@@ -45,6 +46,16 @@ UDR = "udr.json"
 RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRICS_CSV, STATUS, REPORT, EVALUATION,
              DISENTANGLEMENT, LATENTS, UDR)
 RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
+OWN_FILES = re.compile("|".join((  # paths under RUN_FOLDERS that betavae writes (pictures/, samplers/, tensorboard.py)
+    r"figures/(reconstructions|samples)/epoch_\d{3,}\.png",
+    r"figures/(reconstructions|samples|traversal)\.gif",
+    r"figures/(reconstruction|interpolation(_linear|_spherical)?|traversal|curves|mutual_information"
+    r"|traversal_factors)\.png",
+    r"figures/latent_map_(pca|tsne|umap)\.png",
+    r"figures/samples(_[a-z]+(_-?\d+)?)?(_drawn)?\.png",
+    r"samplers/[a-z]+-(default|\d+)-(full|diag|tied|spherical)\.safetensors",
+    r"tensorboard/events\.out\.tfevents\.[^/]+",
+)))
 FORMAT = 2  # the layout of config.json and of metrics records; 0 = written before the field existed, 1 = flat
 # objective settings
 
@@ -85,6 +96,9 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
 def read_meta(run_dir: str | Path) -> RunMeta:
     """The run's metadata from its config.json (the one reader of that file), or one line naming what is wrong."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BetaVAEError(f"{run_dir} is a file, not a run folder; give the run's folder (runs live under "
+                           "runs/<name>)")
     if not run_dir.is_dir():
         raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
     path = run_dir / CONFIG
@@ -135,28 +149,50 @@ def check_format(version: Any, path: Path) -> None:
         raise BetaVAEError(f"{path} has format {version!r}, newer than this betavae reads ({FORMAT}); upgrade betavae")
 
 
-def save_weights(run_dir: Path, model: networks.VAE, epoch: int) -> None:
+def save_weights(run_dir: Path, model: networks.VAE, epoch: int, run_id: str = "") -> None:
+    """The latest weights, with their epoch and the run they belong to in the file's metadata."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic.write_bytes(run_dir / WEIGHTS, save_safetensors_bytes(state, metadata={"epoch": str(epoch)}))
+    metadata = {"epoch": str(epoch), "run_id": run_id}
+    atomic.write_bytes(run_dir / WEIGHTS, save_safetensors_bytes(state, metadata=metadata))
 
 
-def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int], device: str = "cpu"
-                 ) -> networks.VAE:
-    """The model a configuration describes with the run's latest weights, in eval mode."""
+def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int], device: str = "cpu",
+                 run_id: str = "") -> networks.VAE:
+    """The model a configuration describes with the run's latest weights, in eval mode; weights another run wrote
+    (another `run_id`) are refused."""
     model = networks.build(config, image_shape)
     weights = run_dir / WEIGHTS
     try:
-        state = load_safetensors_bytes(weights.read_bytes())
+        with safe_open(str(weights), framework="pt") as stored:
+            metadata, state = stored.metadata() or {}, {key: stored.get_tensor(key) for key in stored.keys()}
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again from the run's "
                            f"checkpoint with: betavae train --resume {run_dir}") from None
-    except (SafetensorError, ValueError, OSError) as error:
-        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({error})") from None
+    except (SafetensorError, ValueError, OSError, RuntimeError) as error:
+        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({first_line(error, 120)})") from None
+    check_owner(weights, metadata.get("run_id", ""), run_id)
     try:
         model.load_state_dict(state)
     except RuntimeError:
         raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited checkpoint)") from None
     return model.to(device).eval()
+
+
+def weights_owner(run_dir: Path) -> str:
+    """The run id kept in model.safetensors ("" when it has none or cannot be read: readers then say what is wrong)."""
+    try:
+        with safe_open(str(run_dir / WEIGHTS), framework="pt") as stored:
+            return (stored.metadata() or {}).get("run_id", "")
+    except (SafetensorError, ValueError, OSError, RuntimeError):
+        return ""
+
+
+def check_owner(path: Path, owner: Any, run_id: str) -> None:
+    """Refuse a run file that another run wrote (copied in?): it names another run id than the run's config.json.
+    Files and runs from before run ids existed name none, and pass."""
+    if run_id and owner and owner != run_id:
+        raise BetaVAEError(f"{path} belongs to another run (its run id is {str(owner)[:12]}, this run's "
+                           f"{run_id[:12]}; copied in?); restore this run's own {path.name}, or train a new run")
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], name: str = CHECKPOINT) -> None:
@@ -179,10 +215,12 @@ def load_checkpoint(run_dir: Path, name: str = CHECKPOINT) -> dict[str, Any]:
         raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
 
 
-def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """All epoch records so far, as JSON lines and as CSV (per-dimension KL as kl_dim_<i> columns)."""
+def write_metrics(run_dir: Path, records: list[dict[str, Any]], run_id: str = "") -> None:
+    """All epoch records so far, as JSON lines, each naming its run, and as CSV (per-dimension KL as kl_dim_<i>
+    columns)."""
     records = [{"format": FORMAT, **r} for r in records]
-    atomic.write_text(run_dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in records))
+    lines = [{**r, "run_id": run_id} if run_id else r for r in records]
+    atomic.write_text(run_dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in lines))
     rows = [flatten(r) for r in records]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     out = io.StringIO()
@@ -206,8 +244,9 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The epoch records so far (none before the first epoch ends)."""
+def read_metrics(run_dir: str | Path, run_id: str = "") -> list[dict[str, Any]]:
+    """The epoch records so far (none before the first epoch ends), each checked to be of the run `run_id` (when
+    given) and returned without that stamp."""
     path = Path(run_dir) / METRICS_JSONL
     if not path.is_file():
         return []
@@ -222,6 +261,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
                                f"backup, or write that line again from the same epoch's row of {METRICS_CSV}, which "
                                "holds the same numbers") from None
         check_format(records[-1].get("format", 0), path)
+        check_owner(path, records[-1].pop("run_id", ""), run_id)
     return records
 
 
@@ -291,9 +331,50 @@ def is_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in RUN_FILES)
 
 
+def is_own_file(path: str) -> bool:
+    """Whether a path under the run folder ("figures/curves.png") names a file betavae writes there, or the temporary
+    of an atomic write of one ("figures/.curves.png.<random>.tmp")."""
+    folder_name, _, name = path.rpartition("/")
+    temporary = re.fullmatch(r"\.(.+)\.[a-z0-9_]+\.tmp", name)
+    if temporary:
+        path = f"{folder_name}/{temporary[1]}" if folder_name else temporary[1]
+    return path in RUN_FILES or OWN_FILES.fullmatch(path) is not None
+
+
+def check_places(run_dir: Path) -> None:
+    """Refuse, before any training, a folder where the run writes one of its files, or a file or symbolic link where
+    it writes one of its folders: the write would fail, or go elsewhere, only after the work."""
+    for name in RUN_FILES:
+        if (run_dir / name).is_dir():
+            raise BetaVAEError(f"{run_dir / name} is a folder where betavae writes a file; move it out of the way and "
+                               "run the command again")
+    for name in RUN_FOLDERS:
+        path = run_dir / name
+        if path.is_symlink() or path.exists() and not path.is_dir():
+            raise BetaVAEError(f"{path} is a {'symbolic link' if path.is_symlink() else 'file'} where betavae keeps a "
+                               "folder of the run's own; move it out of the way and run the command again")
+
+
 def remove_run_files(run_dir: Path) -> None:
-    """Remove what a run wrote into its folder (RUN_FILES, RUN_FOLDERS and their temporaries) and nothing else a user
-    put there; a symbolic link among them is removed, never followed."""
+    """Remove what a run wrote into its folder (RUN_FILES, and OWN_FILES in RUN_FOLDERS, with their temporaries) and
+    nothing else a user put there: a folder goes only when that leaves it empty. A symbolic link is removed as a
+    file, never followed."""
     for entry in run_dir.iterdir():
-        if entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name):
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            _remove_own_files(run_dir, entry)
+        elif (entry.name in RUN_FILES or entry.name in RUN_FOLDERS or is_temporary(entry.name)) and \
+                (entry.is_symlink() or not entry.is_dir()):
+            entry.unlink()
+
+
+def _remove_own_files(run_dir: Path, top: Path) -> None:
+    """The files betavae wrote under one of the run's folders, then each folder there left empty, deepest first."""
+    for here, folders, files in os.walk(top, topdown=False):  # never into a symbolic link to a folder
+        for name in files + [f for f in folders if os.path.islink(os.path.join(here, f))]:
+            path = Path(here, name)
+            if is_own_file(path.relative_to(run_dir).as_posix()):
+                path.unlink()
+        try:
+            os.rmdir(here)
+        except OSError:
+            pass  # not empty: a user's files are in it

@@ -46,7 +46,8 @@ class Resumed:
     def load(self, run_dir: Path) -> None:
         """Read the state to continue from (checked), then settle what the resume trains."""
         status = folder.read_status(run_dir)
-        self.records = folder.read_metrics(run_dir)
+        self.records = folder.read_metrics(run_dir, self.run_id)
+        folder.check_owner(run_dir / folder.WEIGHTS, folder.weights_owner(run_dir), self.run_id)
         self.state = self.read_state(run_dir, status)
         self.config = self.settle(run_dir, status)
 
@@ -103,7 +104,7 @@ class Resumed:
         fingerprint = datalib.fingerprint(data)
         check_data(run_dir, self.meta, fingerprint, self.data_changed_ok)
         if self.state is not None and self.state["partial"] is None and not (run_dir / folder.WEIGHTS).is_file():
-            folder.save_weights(run_dir, trainer.model, trainer.epoch)
+            folder.save_weights(run_dir, trainer.model, trainer.epoch, trainer.run_id)
         splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
         folder.write_meta(run_dir, dataclasses.replace(
             self.meta, config=self.config, data_fingerprint=fingerprint, split_fingerprints=splits,

@@ -243,8 +243,8 @@ class Trainer:
         """The record, the weights and the checkpoint, each atomically; the checkpoint again as the best one when
         the held-out negative ELBO is the lowest so far (the ELBO, not the loss, whose KL weight may change)."""
         self.records.append(record)
-        folder.write_metrics(self.run_dir, self.records)
-        folder.save_weights(self.run_dir, self.model, self.epoch)
+        folder.write_metrics(self.run_dir, self.records, self.run_id)
+        folder.save_weights(self.run_dir, self.model, self.epoch, self.run_id)
         state = checkpoint.capture(self)
         folder.save_checkpoint(self.run_dir, state)
         if self.epoch > 0 and held_out(record)["neg_elbo"] <= min(held_out(r)["neg_elbo"] for r in self.records[1:]):

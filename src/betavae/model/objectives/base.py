@@ -65,12 +65,18 @@ class Settings:
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
+MAX_STEPS = 10**12  # a schedule's steps: far above any run, so that a typo (1e30) is one line, not an overflow
+
+
 def check_weights(settings: Settings, *names: str) -> None:
-    """Each named setting is a finite number >= 0."""
+    """Each named setting is a finite number >= 0 (a whole number of steps at most MAX_STEPS)."""
     for name in names:
         value = getattr(settings, name)
-        if isinstance(value, bool) or not (value >= 0 and math.isfinite(value)):
-            raise BetaVAEError(f"{name} must be a finite number >= 0, got {value}; fix --{name.replace('_', '-')}")
+        high = MAX_STEPS if isinstance(value, int) else math.inf
+        if isinstance(value, bool) or not (0 <= value <= high and math.isfinite(value)):
+            most = f" and at most {MAX_STEPS:g}" if high == MAX_STEPS else ""
+            raise BetaVAEError(f"{name} must be a finite number >= 0{most}, got {value}; fix "
+                               f"--{name.replace('_', '-')}")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,170 @@
+"""A run's and a sweep's folder against a hostile user: a sweep never writes into a folder it did not make nor through
+a symbolic link, the same name given twice or an empty list item is refused, files copied in from another run are
+refused by the run's identity, and bad paths are one line before any work."""
+
+import json
+import shutil
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from betavae import cli, sweep
+from betavae.config import Config
+from betavae.errors import BetaVAEError
+from betavae.pictures import run_figures
+from betavae.runs import Run
+from betavae.training import fit, folder, resume
+
+TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
+quiet = dict(log=lambda line: None)
+
+
+def contents(root):
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+def tiny_sweep(npz, runs, name, *extra):
+    return ["sweep", "--beta", "1", "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2",
+            "--epochs", "1", "--runs", str(runs), "--name", name, *extra]
+
+
+def test_a_sweep_never_writes_into_a_users_folder_nor_through_a_link(npz, tmp_path, capsys):
+    user = tmp_path / "runs" / "u"
+    user.mkdir(parents=True)
+    (user / sweep.SUMMARY_CSV).write_text("my own summary")
+    (user / sweep.FIGURE).write_bytes(b"my own figure")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    (tmp_path / "runs" / "link").symlink_to(precious)
+    (tmp_path / "runs" / "file").write_text("a file")
+    before = contents(tmp_path)
+    for name, message in (("u", "holds files but no betavae sweep"), ("link", "is a symbolic link"),
+                          ("file", "is not a folder")):
+        assert cli.main(tiny_sweep(npz, tmp_path / "runs", name)) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert contents(tmp_path) == before  # nothing written, nothing trained
+
+
+def test_a_sweep_continues_the_folder_it_made_and_one_made_before_its_mark(npz, tmp_path, capsys):
+    assert cli.main(tiny_sweep(npz, tmp_path, "s")) == 0
+    assert json.loads((tmp_path / "s" / sweep.MARK).read_text())["format"] == 1
+    assert cli.main(tiny_sweep(npz, tmp_path, "s")) == 0  # continued (its point finished: skipped)
+    (tmp_path / "s" / sweep.MARK).unlink()  # a sweep from before the mark: summaries and point folders only
+    assert cli.main(tiny_sweep(npz, tmp_path, "s")) == 0
+    assert (tmp_path / "s" / sweep.MARK).is_file()
+    (tmp_path / "e").mkdir()  # an empty folder is a new sweep's
+    assert cli.main(tiny_sweep(npz, tmp_path, "e")) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--beta", "1,2", "--vary", "beta=3"], "beta is varied twice"),
+    (["--vary", "lr=1e-3", "--vary", "lr=1e-2"], "lr is varied twice"),
+    (["--vary", "latent-dim=2", "--vary", "latent_dim=3"], "latent_dim is varied twice"),
+    (["--vary", "lr=1e-3,1e-2", "--lr", "5e-3"], "lr is both given (--lr) and varied"),
+    (["--vary", "beta=1,,2"], "no empty value"),
+    (["--beta", "1,"], "no empty value"),
+])
+def test_a_sweep_refuses_a_name_given_twice_or_an_empty_value(npz, tmp_path, capsys, argv, message):
+    data = ["--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--epochs", "1"]
+    assert cli.main(["sweep", *argv, *data, "--runs", str(tmp_path), "--name", "s"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "s").exists()
+
+
+def two_runs(tmp_path, data):
+    """Two runs of the same configuration (so alike in every file but their identity)."""
+    return [fit(TINY, tmp_path / name, data=data, **quiet) for name in ("a", "b")]
+
+
+@pytest.mark.parametrize("name", [folder.METRICS_JSONL, folder.WEIGHTS])
+def test_a_file_copied_in_from_another_run_is_refused(tmp_path, data, name):
+    a, b = two_runs(tmp_path, data)
+    shutil.copyfile(b / name, a / name)
+    with pytest.raises(BetaVAEError, match=f"{name} belongs to another run .*copied in.*restore this run's own {name}"):
+        resume(a, {"epochs": 2}, data=data, **quiet)
+    reader = (lambda run: run.metrics) if name == folder.METRICS_JSONL else (lambda run: run.model)
+    with pytest.raises(BetaVAEError, match=f"{name} belongs to another run"):
+        reader(Run.open(a, data=data))
+    assert folder.read_status(a)["epoch"] == 1  # nothing trained
+
+
+def test_run_files_without_an_identity_still_read(tmp_path, data):
+    a, _ = two_runs(tmp_path, data)
+    lines = [json.loads(line) for line in (a / folder.METRICS_JSONL).read_text().splitlines()]
+    assert {line.pop("run_id") for line in lines} == {folder.read_meta(a).run_id}
+    (a / folder.METRICS_JSONL).write_text("".join(json.dumps(line) + "\n" for line in lines))  # as before run ids
+    save_file(load_file(a / folder.WEIGHTS), a / folder.WEIGHTS, metadata={"epoch": "1"})
+    run = Run.open(a, data=data)
+    assert len(run.metrics) == 2 and run.model is not None
+    resume(a, {"epochs": 2}, data=data, **quiet)
+    assert [r["epoch"] for r in folder.read_metrics(a, folder.read_meta(a).run_id)] == [0, 1, 2]
+
+
+def test_a_resume_refuses_a_folder_in_place_of_a_run_file_before_training(tmp_path, data):
+    a = fit(TINY, tmp_path / "a", data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
+    (a / folder.LATENTS).unlink()
+    (a / folder.LATENTS).mkdir()
+    before = contents(a)
+    with pytest.raises(BetaVAEError, match="latents.npz is a folder where betavae writes a file"):
+        resume(a, {"epochs": 2}, data=data, callbacks=[run_figures.TrainingFigures()], **quiet)
+    assert contents(a) == before  # not an epoch trained, not a file written
+    (a / folder.LATENTS).rmdir()
+    shutil.rmtree(a / folder.FIGURES)
+    (a / folder.FIGURES).write_text("a file where the figures go")
+    with pytest.raises(BetaVAEError, match="figures is a file where betavae keeps a folder"):
+        resume(a, {"epochs": 2}, data=data, **quiet)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "NPZ", "--data-dir", "/nonexistent"], "--data-dir /nonexistent is not a readable folder"),
+    (["train", "--dataset", "NPZ", "--data-dir", "/dev/null"], "--data-dir /dev/null is not a readable folder"),
+    (["train", "--dataset", "NPZ", "--data-dir", "FILE"], "is not a readable folder"),
+    (["fetch", "NPZ", "--data-dir", "/nonexistent"], "is not a readable folder"),
+    (["classifier", "train", "--dataset", "NPZ", "--val-size", "20", "--data-dir", "FILE"], "is not a readable folder"),
+    (["disentanglement", "RUN", "--data-dir", "/dev/null"], "is not a readable folder"),
+    (["sweep", "--beta", "1", "--dataset", "NPZ", "--data-dir", "/nonexistent"], "is not a readable folder"),
+])
+def test_a_bad_data_dir_is_refused_although_the_data_are_at_hand(npz, tmp_path, capsys, argv, message):
+    (tmp_path / "notes.txt").write_text("not data")
+    places = {"FILE": str(tmp_path / "notes.txt"), "RUN": str(tmp_path), "NPZ": str(npz)}
+    argv = [places.get(a, a) for a in argv] + (["--epochs", "1"] if argv[0] in ("train", "sweep", "classifier") else [])
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hidden", "16,,16"], "hidden got '16,,16', which is not a valid list of integers"),
+    (["--hidden", "16,"], "hidden got '16,'"),
+    (["--arch", "conv", "--channels", ",4"], "channels got ',4'"),
+    (["--figure-epochs", "0,,2"], "figure_epochs got '0,,2'"),
+    (["--latent-map-epochs", "0,1,"], "latent_map_epochs got '0,1,'"),
+    (["--beta-warmup-steps", "1e30"], "beta_warmup_steps must be a finite number >= 0 and at most 1e+12"),
+    (["--objective", "capacity", "--capacity-steps", "1e30"], "capacity_steps must be a finite number >= 0 and at"),
+    (["--figure-epochs", "0,1e30"], "figure_epochs lists epochs, which are from 0 to 1e+06"),
+])
+def test_empty_list_items_and_huge_step_counts_are_refused(npz, tmp_path, capsys, argv, message):
+    assert cli.main(["train", "--dataset", str(npz), "--runs", str(tmp_path), "--name", "r", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_a_file_given_as_a_run_is_said_to_be_no_run_folder(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    for command in (["report"], ["curves"], ["evaluate"], ["train", "--epochs", "2", "--resume"]):
+        assert cli.main([*command, str(tmp_path / "notes.txt")]) == 1
+        err = capsys.readouterr().err
+        assert "notes.txt is a file, not a run folder" in err and "does not exist" not in err
+
+
+def test_classifier_train_never_overwrites_a_file_it_did_not_write(npz, tmp_path, capsys):
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("years of work")
+    argv = ["classifier", "train", "--dataset", str(npz), "--val-size", "20", "--epochs", "1"]
+    assert cli.main([*argv, "--out", str(thesis)]) == 1
+    assert "is a file betavae did not write" in capsys.readouterr().err and thesis.read_text() == "years of work"
+    assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0  # its own: replaced
