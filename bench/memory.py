@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +38,33 @@ def write_images(path: Path, count: int, size: int, seed: int = 0) -> None:
             stream.write(rng.integers(0, 256, (min(BLOCK, count - start), 3, size, size), dtype=np.uint8).tobytes())
 
 
-def train_measured(arrays: Path, runs: Path, seconds: float) -> tuple[int, int]:
-    """Train on the arrays in a subprocess; its peak resident memory in bytes and its exit status."""
+def train_measured(arrays: Path, runs: Path, seconds: float) -> tuple[int, int, dict[str, int]]:
+    """Train on the arrays in a subprocess; its peak resident memory in bytes, its exit status, and the peaks of its
+    private and file-backed resident memory sampled every 0.1 s."""
     command = [sys.executable, "-m", "betavae", "train", "--dataset", str(arrays), "--preset", "conv64",
                "--image-size", "0", "--threads", "1", "--epochs", "1", "--time-budget", str(seconds),
                "--val-size", "2000", "--runs", str(runs), "--name", "memory"]
     process = subprocess.Popen(command)  # a folder of arrays read as stored is never copied into the cache
-    _, status, usage = os.wait4(process.pid, 0)
+    peaks = {"RssAnon": 0, "RssFile": 0}
+    while True:  # sample the split of resident memory: private (anonymous) pages, and file pages mapped in
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        for key, value in resident_parts(process.pid).items():
+            peaks[key] = max(peaks[key], value)
+        time.sleep(0.1)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss * 1024, process.returncode  # ru_maxrss is in KiB on Linux
+    return usage.ru_maxrss * 1024, process.returncode, peaks  # ru_maxrss is in KiB on Linux
+
+
+def resident_parts(pid: int) -> dict[str, int]:
+    """RssAnon and RssFile of a process in bytes (Linux /proc), {} once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in lines if line.startswith(("RssAnon", "RssFile")))
+    return {key: int(value.split()[0]) * 1024 for key, value in fields.items()}
 
 
 def main() -> None:
@@ -64,12 +83,14 @@ def main() -> None:
         count = int(args.gigabytes * 1e9) // (3 * args.size ** 2)
         write_images(arrays / "train_images.npy", count, args.size)
         data_bytes = (arrays / "train_images.npy").stat().st_size
-        peak, code = train_measured(arrays, work / "runs", args.seconds)
+        peak, code, parts = train_measured(arrays, work / "runs", args.seconds)
         metrics = [json.loads(line) for line in (work / "runs" / "memory" / "metrics.jsonl").read_text().splitlines()]
         print(f"data: {count:,} images of {args.size}x{args.size}x3 uint8, {data_bytes / 1e9:.2f} GB memory-mapped")
         print(f"training: {metrics[-1]['step']} steps of batch 64 with --threads 1 (exit status {code})")
         print(f"peak resident memory of the training process: {peak / 1e9:.2f} GB "
               f"({peak / data_bytes:.2f} of the data size)")
+        print(f"  of which, at their sampled peaks: private (RssAnon) {parts['RssAnon'] / 1e9:.2f} GB, pages of the "
+              f"mapped file (RssFile, page cache the kernel reclaims under pressure) {parts['RssFile'] / 1e9:.2f} GB")
     finally:
         if not args.keep:
             shutil.rmtree(work)

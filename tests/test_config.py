@@ -121,3 +121,10 @@ def test_old_run_configs_with_flat_fields_map_to_the_objectives_settings(objecti
     c = config.from_saved({"objective": objective, "lr": 0.01, **flat}, 1)
     assert c.objective == objective and c.lr == 0.01
     assert expected.items() <= c.settings.items()
+
+
+def test_the_disentangle_recipe_is_ada_gvae_with_beta_4():
+    """The preset settled on seeds 1-3 (docs/dsprites.md): Ada-GVAE, beta 4, on the dSprites model."""
+    config = preset("disentangle")
+    assert config.objective == "adagvae" and config.settings["beta"] == 4.0
+    assert preset("adagvae").settings["beta"] == 1.0  # the paper's setting stays the adagvae preset's
