@@ -3,6 +3,7 @@ cache's format) and converted per batch exactly as the in-memory path converts t
 the image size."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,6 @@ def test_mapped_batches_equal_the_in_memory_ones(tmp_path, monkeypatch):
     colour_arrays(tmp_path / "arrays")
     in_memory = registry.load(str(tmp_path / "arrays"), val_size=6)
     mapped_always(monkeypatch)
-    monkeypatch.setattr(arrays, "RELEASE_BYTES", 1)  # the pages are handed back after every batch: still the same
     mapped = registry.load(str(tmp_path / "arrays"), val_size=6)
     assert isinstance(in_memory.train.images, torch.Tensor)
     assert isinstance(mapped.train.images, ByteImages) and mapped.train.images.mapped
@@ -108,6 +108,31 @@ def test_a_truncated_npy_is_one_line_and_an_incomplete_cache_entry_is_rebuilt(tm
     again = images.cached(tmp_path / "arrays", image_size=4, log=notes.append)
     assert len(notes) == 1 and "lacks test_labels.npy; it will be rebuilt" in notes[0]
     assert (entry / "test_labels.npy").is_file() and np.array_equal(again.train_images, first.train_images)
+
+
+def resident_kb(path) -> int:
+    """Resident kB of this process's mappings of a file (Linux /proc/self/smaps)."""
+    total, current = 0, ""
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            current = fields[-1] if len(fields) > 5 else ""
+        elif fields[0] == "Rss:" and current == str(path):
+            total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+def test_mapped_pages_are_handed_back_after_every_read(tmp_path, monkeypatch):
+    colour_arrays(tmp_path / "arrays", n=400, size=32)  # 1.2 MB, 3 KB an image
+    mapped_always(monkeypatch)
+    train = registry.load(str(tmp_path / "arrays"), val_size=10).train.images
+    path = (tmp_path / "arrays" / "train_images.npy").resolve()
+    batch = train[torch.arange(0, 300, 5)]
+    assert batch.shape == (60, 3, 32, 32) and resident_kb(path) == 0
+    monkeypatch.setattr(arrays, "release", lambda array: None)  # without the hand-back, the pages stay mapped
+    train[torch.arange(0, 300, 5)]
+    assert resident_kb(path) >= 60 * 3
 
 
 # --- read-only: training cannot write into the user's data ----------------------------------------------------------

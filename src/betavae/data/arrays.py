@@ -2,8 +2,10 @@
 into float32 one batch at a time (`ByteImages`).
 
 A mapped array's pages count as the process's resident memory once read, and the kernel drops them only under memory
-pressure; so after every `RELEASE_BYTES` read, the pages are handed back (madvise MADV_DONTNEED: they stay in the page
-cache, and the next read maps them again), which keeps a pass over 6 GB of images at a few hundred MB resident.
+pressure. Nor are they only the bytes read: a page fault maps the whole page-cache folio around it (after readahead,
+up to megabytes on kernels with large folios), so 64 random images of 12 KB can map 128 MB, and a few hundred batches
+most of a 6 GB file. So after every read (a batch, or a block of a pass over a split) the pages are handed back
+(madvise MADV_DONTNEED: they stay in the page cache, and the next read maps them again, a minor fault per page).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 
-RELEASE_BYTES = 64 << 20  # mapped bytes read between two hand-backs of the pages
+BLOCK_BYTES = 64 << 20  # bytes per block of a pass over a whole array (a checksum)
 CHUNK_BYTES = 64 << 20  # float32 bytes per chunk of a pass over a whole split (mean image, fingerprint, validation)
 
 
@@ -38,7 +40,7 @@ def release(array: np.ndarray) -> None:
             pass
 
 
-def row_chunks(array: np.ndarray, max_bytes: int = RELEASE_BYTES) -> Iterator[np.ndarray]:
+def row_chunks(array: np.ndarray, max_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
     """Consecutive row blocks of an array, C-contiguous, of at most `max_bytes` each (one row at least); a mapped
     array's pages are handed back after each block, so a pass over it never holds it all resident."""
     rows = max(1, max_bytes // max(1, array[:1].nbytes))
@@ -57,7 +59,6 @@ class ByteImages:
     def __init__(self, pixels: torch.Tensor | np.ndarray, positions: np.ndarray | None = None,
                  device: torch.device | str = "cpu"):
         self.pixels, self.positions, self._device = pixels, positions, torch.device(device)
-        self._unreleased = 0  # mapped bytes read since the pages were last handed back
 
     @staticmethod
     def of(array: np.ndarray) -> "ByteImages":
@@ -98,10 +99,7 @@ class ByteImages:
             return self.pixels[index]
         chosen = index if isinstance(index, slice) and self.positions is None else self._positions(index)
         block = np.array(self.pixels[chosen], order="C")  # a copy: the tensor never shares the read-only file
-        self._unreleased += block.nbytes
-        if self._unreleased >= RELEASE_BYTES:
-            release(self.pixels)
-            self._unreleased = 0
+        release(self.pixels)  # after every read: what one read maps is bounded, what many would map is not
         return torch.from_numpy(block)
 
     def _positions(self, index) -> np.ndarray:
