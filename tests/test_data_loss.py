@@ -141,3 +141,25 @@ def test_the_lock_holds_when_its_file_is_deleted(tmp_path, data):
         with pytest.raises(BetaVAEError, match="is being trained by process"):
             fit(TINY, run_dir, overwrite=True, data=data, **quiet)
     assert {k: v for k, v in contents(run_dir).items() if k != LOCK} == {k: v for k, v in before.items() if k != LOCK}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_figure_commands_never_write_through_a_figures_link_or_onto_a_file(tmp_path, data, kind):
+    """`figures` replaced by a symbolic link to a user's folder (or by a file): every figure command refuses in one
+    line before drawing, and the user's files are untouched."""
+    from betavae import cli
+    run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
+    precious = user_files(tmp_path / "precious")
+    (precious / "samples.png").write_bytes(b"the user's own picture")
+    before = contents(precious)
+    if (run_dir / folder.FIGURES).exists():
+        for path in sorted((run_dir / folder.FIGURES).rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        (run_dir / folder.FIGURES).rmdir()
+    if kind == "symlink":
+        (run_dir / folder.FIGURES).symlink_to(precious)
+    else:
+        (run_dir / folder.FIGURES).write_text("not a folder")
+    for command in (["sample", "--n", "4"], ["reconstruct"], ["traverse"], ["curves"], ["report"]):
+        assert cli.main([command[0], str(run_dir), *command[1:]]) == 1, command
+    assert contents(precious) == before

@@ -136,7 +136,9 @@ def cmd_curves(args: argparse.Namespace) -> None:
     from .pictures.run_figures import save_curves
     from .runs import Run
 
-    print(save_curves(Run.open(args.run)))
+    run = Run.open(args.run)
+    run.require_writable()
+    print(save_curves(run))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -92,6 +92,7 @@ class Run:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise BetaVAEError(f"{self.path} cannot be written (a read-only folder?); commands that draw or score a run "
                                "write beside it: copy the run folder somewhere writable and run the command on the copy")
+        folder.check_places(self.path)  # figures/ or samplers/ a symbolic link or a file: refused, never written through
 
     def require_finished(self) -> None:
         """Refuse a run that has not finished, with the one command that gets the user further."""
