@@ -128,3 +128,13 @@ def test_the_disentangle_recipe_is_ada_gvae_with_beta_4():
     config = preset("disentangle")
     assert config.objective == "adagvae" and config.settings["beta"] == 4.0
     assert preset("adagvae").settings["beta"] == 1.0  # the paper's setting stays the adagvae preset's
+
+
+def test_a_config_path_that_is_not_a_regular_file_is_refused_without_reading(tmp_path):
+    """A FIFO (or a folder, or a device) as --config would block or mislead: one line, nothing read."""
+    import os
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, "/dev/zero"):
+        with pytest.raises(BetaVAEError, match="not a regular file"):
+            config.load_file(path)

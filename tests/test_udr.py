@@ -2,6 +2,7 @@
 ranks finished runs of one data set and refuses anything else in one line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -167,7 +168,9 @@ def test_select_refuses_what_it_cannot_compare_in_one_line(tmp_path, capsys):
     other = str(tiny_run(write_npz(tmp_path / "other.npz"), tmp_path / "other"))
     write_npz(npz, (8, 8))  # the same data set's images, now of another size
     small = str(tiny_run(npz, tmp_path / "small"))
+    shutil.copytree(tmp_path / "a", tmp_path / "a-copy")  # a copied run would agree with itself perfectly
     cases = [([a], "give at least 2 finished runs (got 1)"), ([a, a], "is given twice"),
+             ([a, str(tmp_path / "a-copy")], "is a copy of"),
              ([a, other], "was trained on"), ([a, small], "images of shape (1, 8, 8)")]
     for runs, message in cases:
         assert cli.main(["select", *runs]) == 1

@@ -308,6 +308,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few lines; this bounds w
 def load_file(path: str | Path, base: Config | None = None) -> Config:
     """Read a TOML config file (flat keys, or a [train] table) on top of a base configuration."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO or a device: never a configuration, and may block
+        raise BetaVAEError(f"config file {path} is not a regular file; give the path of a TOML file")
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_CONFIG_BYTES + 1)

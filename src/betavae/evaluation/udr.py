@@ -141,12 +141,16 @@ def open_runs(paths: Sequence[Run | str | Path]) -> list[Run]:
         raise BetaVAEError(f"UDR ranks runs against each other: give at least 2 finished runs (got {len(paths)})")
     runs = [path if isinstance(path, Run) else Run.open(path) for path in paths]
     seen: set[Path] = set()
+    ids: dict[str, Path] = {}
     for run in runs:
         run.require_finished()
         run.require_writable()
         if run.path.resolve() in seen:
             raise BetaVAEError(f"{run.path} is given twice; give each run once")
         seen.add(run.path.resolve())
+        if run.meta.run_id and run.meta.run_id in ids:  # a copied folder would agree with itself perfectly
+            raise BetaVAEError(f"{run.path} is a copy of {ids[run.meta.run_id]} (the same run id); give each run once")
+        ids[run.meta.run_id] = run.path
     first = runs[0]
     for run in runs[1:]:
         if run.config.dataset != first.config.dataset:
