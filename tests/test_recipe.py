@@ -129,3 +129,21 @@ def test_the_report_escapes_udr_json_and_leaves_out_one_naming_another_run(recip
     page = (write_report(Run.open(run_dir))).read_text()
     assert "Unsupervised Disentanglement Ranking" not in page
     assert "ranks another run (seed-9)" in capsys.readouterr().err
+
+
+def test_a_rerun_with_other_settings_or_a_users_seed_folder_is_refused_before_any_training(recipe, tmp_path, capsys):
+    """The runs already there are of other settings (or a folder holds a user's files): one line, nothing trained,
+    rather than the old runs ranked and summarised as the new ones."""
+    parent = tmp_path / "runs" / "dis"
+    shutil.copytree(recipe[0], parent)
+    npz = recipe[0].parent.parent / "d.npz"
+    before = {p: p.stat().st_mtime_ns for p in parent.rglob("*") if p.is_file()}
+    assert cli.main(seeds_argv(npz, tmp_path / "runs", "1,2,3,4", "--no-figures", "--beta", "8")) == 1
+    assert "cannot change beta" in capsys.readouterr().err
+    assert not (parent / "seed-4").exists()  # refused before the new seed was trained
+    (parent / "seed-5").mkdir()
+    (parent / "seed-5" / "notes.txt").write_text("mine")
+    assert cli.main(seeds_argv(npz, tmp_path / "runs", "1,2,3,4,5", "--no-figures")) == 1
+    assert "holds files but no run" in capsys.readouterr().err
+    assert not (parent / "seed-4").exists()
+    assert {p: p.stat().st_mtime_ns for p in before} == before

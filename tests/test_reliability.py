@@ -193,7 +193,7 @@ def test_bad_data_and_files_are_one_line(tmp_path, capsys):
     np.savez(tmp_path / "names.npz", images=x, labels=np.array(["cat"] * 20))
     assert "not integers" in one_line_error(["train", "--dataset", str(tmp_path / "names.npz"), "--val-size", "2",
                                              "--runs", str(tmp_path)], capsys)
-    assert "cannot be read" in one_line_error(["train", "--config", str(tmp_path)], capsys)
+    assert "not a regular file" in one_line_error(["train", "--config", str(tmp_path)], capsys)
 
 
 def test_a_two_image_data_set_trains_and_finishes(tmp_path):

@@ -34,6 +34,7 @@ from .errors import BetaVAEError
 from .evaluation.udr import RESULT as UDR_RESULT
 from .runs import Run
 from .training import folder, resume
+from .training.resuming import requested_config
 from .training.lock import make_folder
 from .version import __version__
 
@@ -163,9 +164,23 @@ def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]]
     return rows
 
 
+def check_points(base: Config, sweep_dir: Path, chosen: list[Point]) -> None:
+    """Before any training, refuse in one line a point folder that holds a user's files, or a run of other settings
+    than the point's (a rerun under the same name with another option): it would be kept and summarised as this one."""
+    for point in chosen:
+        run_dir = sweep_dir / point.name
+        if run_dir.is_symlink() or run_dir.exists() and not run_dir.is_dir():
+            raise BetaVAEError(f"{run_dir} is not a folder of a run; move it out of the way or choose another --name")
+        if (run_dir / folder.CONFIG).is_file():
+            requested_config(run_dir, Run.open(run_dir).config, point.config(base).to_dict())
+        elif run_dir.is_dir() and any(run_dir.iterdir()):
+            raise BetaVAEError(f"{run_dir} holds files but no run; move them out of the way or choose another --name")
+
+
 def run_points(base: Config, sweep_dir: Path, chosen: list[Point], backend: str = "local", figures: bool = False,
                jobs: int = 1, log: Callable[[str], None] = print) -> None:
     """Train every point not yet finished: one after another, `jobs` side by side, or as Ray tasks."""
+    check_points(base, sweep_dir, chosen)
     if backend == "ray":
         from .training.distributed import ray_map
 

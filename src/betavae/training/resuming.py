@@ -113,8 +113,18 @@ class Resumed:
 
 def requested_config(run_dir: Path, saved: Config, changes: Mapping[str, Any]) -> Config:
     """The saved configuration with the requested changes, refusing any change but those a resume allows."""
-    requested = from_dict(dict(changes), saved) if changes else saved
+    requested = as_saved(from_dict(dict(changes), saved), saved) if changes else saved
     check_resumable(run_dir, changed_fields(saved, requested))
+    return requested
+
+
+def as_saved(requested: Config, saved: Config) -> Config:
+    """A requested configuration written as a new run records it: a data set path made absolute, and no channels (the
+    size rule's choice) as the channels the rule chose for this run."""
+    if datalib.registry.is_path(requested.dataset):
+        requested = requested.replace(dataset=str(Path(requested.dataset).resolve()))
+    if not requested.channels and requested.arch == saved.arch:
+        requested = requested.replace(channels=saved.channels)
     return requested
 
 
