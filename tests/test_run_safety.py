@@ -168,3 +168,21 @@ def test_classifier_train_never_overwrites_a_file_it_did_not_write(npz, tmp_path
     assert "is a file betavae did not write" in capsys.readouterr().err and thesis.read_text() == "years of work"
     assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0
     assert cli.main([*argv, "--out", str(tmp_path / "c.safetensors")]) == 0  # its own: replaced
+
+
+def test_images_resized_under_a_finished_run_are_refused_in_one_line_by_read_commands(tmp_path, capsys):
+    """The user's npz rewritten at another size after training: reconstruct names both sizes in one line instead of a
+    matrix-shape traceback from the model."""
+    import numpy as np
+    from betavae import cli
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "my.npz"
+    np.savez(npz, images=(rng.random((96, 12, 12)) * 255).astype(np.uint8), labels=rng.integers(0, 3, 96))
+    assert cli.main(["train", "--dataset", str(npz), "--epochs", "1", "--hidden", "16", "--latent-dim", "2",
+                     "--val-size", "16", "--batch-size", "32", "--no-figures", "--runs", str(tmp_path / "runs"),
+                     "--name", "m"]) == 0
+    np.savez(npz, images=np.zeros((96, 14, 14), np.uint8), labels=np.zeros(96, np.int64))
+    capsys.readouterr()
+    assert cli.main(["reconstruct", str(tmp_path / "runs" / "m"), "--indices", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "are now 1x14x14" in err and "trained on 1x12x12" in err

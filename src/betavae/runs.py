@@ -164,7 +164,12 @@ class Run:
 
     def _warn_if_changed(self, name: str, split: datalib.Split) -> None:
         """Say so (on stderr) when a split differs from the one the run was trained on: what is computed on it
-        describes the new data."""
+        describes the new data. Images of another shape are refused: the model cannot read them."""
+        shape = tuple(split.images.shape[1:])
+        if len(split) and shape != tuple(self.image_shape):
+            raise BetaVAEError(f"the images of {self.config.dataset} are now {'x'.join(map(str, shape))} and {self.path} "
+                               f"was trained on {'x'.join(map(str, self.image_shape))}; restore the data the run was "
+                               "trained on, or train a new run on these")
         recorded = self.meta.split_fingerprints.get(name, "")
         if recorded and recorded != datalib.split_fingerprint(split):
             print(f"betavae: warning: the {name} split of {self.config.dataset} differs from the one {self.path} was "
