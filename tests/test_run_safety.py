@@ -186,3 +186,17 @@ def test_images_resized_under_a_finished_run_are_refused_in_one_line_by_read_com
     assert cli.main(["reconstruct", str(tmp_path / "runs" / "m"), "--indices", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "are now 1x14x14" in err and "trained on 1x12x12" in err
+
+
+def test_training_into_a_folder_it_cannot_write_is_one_line(tmp_path, monkeypatch):
+    """A run folder on a read-only mount (os.access says so even to root): resume is refused in one line, before the
+    lock or any write."""
+    from betavae.errors import BetaVAEError
+    from betavae.training import lock
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    monkeypatch.setattr(lock.os, "access", lambda path, mode: False)
+    with pytest.raises(BetaVAEError, match="cannot be written"):
+        with lock.run_lock(run_dir, create=False):
+            pass
+    assert list(run_dir.iterdir()) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +26,9 @@ def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
     create=True a missing folder is made; when this call made it and the body refuses before writing anything, the
     folder goes again (a refused command leaves no trace)."""
     created = create and make_folder(run_dir)
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise BetaVAEError(f"{run_dir} cannot be written (a read-only folder?); training writes into its run folder: "
+                           "copy the run somewhere writable and resume the copy")
     descriptor = open_folder(run_dir)
     try:
         try:
@@ -38,7 +41,8 @@ def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
         try:
             yield
         finally:
-            (run_dir / LOCK).unlink(missing_ok=True)  # before the lock is released: never another holder's name
+            with suppress(OSError):  # before the lock is released: never another holder's name
+                (run_dir / LOCK).unlink(missing_ok=True)
             if created:
                 remove_if_empty(run_dir)
     finally:
