@@ -200,3 +200,16 @@ def test_binary_pixels_on_colour_images_are_refused_in_one_line(tmp_path):
     datalib.check_pixels("grey", (3, 64, 64), "colour-dsprites")
     with pytest.raises(BetaVAEError, match="--pixels grey"):
         datalib.check_pixels("binary", (3, 64, 64), "colour-dsprites")
+
+
+def test_class_folders_keep_their_sorted_position_and_hidden_folders_are_not_classes(tmp_path):
+    """An empty class folder keeps its label (folders 0, 1, 2 label 0, 1, 2 although 0 is empty), and a hidden folder
+    (.thumbnails) is not class 0; both are said."""
+    for name in ("0", "1", "2", ".thumbnails"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+    for name in ("1", "2", ".thumbnails"):
+        Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "f" / name / "a.png")
+    said = []
+    labels = sorted({label for label, _ in images.image_files(tmp_path / "f", said.append)})
+    assert labels == [1, 2]
+    assert any(".thumbnails" in line for line in said) and any("no images" in line and "0" in line for line in said)

@@ -35,7 +35,7 @@ GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow ver
 INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-CACHE_VERSION = 2  # bump when reading or resizing changes, so that cached images are read again
+CACHE_VERSION = 3  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
 # A folder of .npy arrays (the cache's format): each file and the key its array is read under.
@@ -203,12 +203,20 @@ def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
     def images_in(place: Path) -> list[Path]:
         return sorted(p for p in place.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
 
-    classes = [(c, images_in(c)) for c in sorted(p for p in folder.iterdir() if p.is_dir())]
-    classes = [(c, files) for c, files in classes if files]
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+    hidden = [p.name for p in subfolders if p.name.startswith((".", "__"))]  # .thumbnails, __MACOSX: not classes
+    classes = [(c, images_in(c)) for c in subfolders if c.name not in hidden]
+    if not any(paths for _, paths in classes):
+        classes = []
     files = [(i, f) for i, (_, paths) in enumerate(classes) for f in paths] or [(-1, f) for f in images_in(folder)]
     if not files:
         raise BetaVAEError(f"{folder} holds no {', '.join(SUFFIXES)} files, neither at its top nor in subfolders; put "
                            "images there (optionally one subfolder per class)")
+    if classes and hidden:
+        log(f"betavae: {folder}: hidden folders are not classes, left out: {', '.join(hidden)}")
+    empty = [c.name for c, paths in classes if not paths]
+    if empty:  # kept as labels, so that every class keeps its folder's sorted position (folders 0-9: digits 0-9)
+        log(f"betavae: {folder}: class folders with no images (their labels stay unused): {', '.join(empty)}")
     if classes and images_in(folder):
         log(f"betavae: {folder}: the images at the top are left out; the subfolders are the classes")
     return files
