@@ -128,6 +128,22 @@ def test_a_deleted_weights_file_is_written_again_as_the_message_says(tmp_path, n
     assert all(torch.equal(weights[key], again[key]) for key in weights)
 
 
+def test_a_flipped_byte_in_the_weights_is_refused_and_the_advice_repairs_it(tmp_path, npz, capsys):
+    run_dir = fit(TINY.replace(dataset=str(npz), val_size=40), tmp_path / "r", **quiet)
+    weights = {key: value.clone() for key, value in load_file(run_dir / folder.WEIGHTS).items()}  # not the mapped file
+    raw = bytearray((run_dir / folder.WEIGHTS).read_bytes())
+    raw[-3] ^= 0x01  # the last tensor's bytes: still a valid safetensors file, one weight slightly off
+    (run_dir / folder.WEIGHTS).write_bytes(bytes(raw))
+    assert cli.main(["sample", str(run_dir), "--n", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "has changed since it was written" in err and len(err.strip().splitlines()) == 1
+    (run_dir / folder.WEIGHTS).unlink()  # what the message says: delete it, then resume
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0
+    again = load_file(run_dir / folder.WEIGHTS)
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    assert cli.main(["sample", str(run_dir), "--n", "4"]) == 0
+
+
 def test_damaged_metrics_advise_a_repair_that_keeps_every_epoch(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     lines = (run_dir / folder.METRICS_JSONL).read_text().splitlines()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from betavae import cli, samplers
+from betavae import checksums, cli, samplers
 from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.pictures import draw, report, run_figures
@@ -246,7 +246,7 @@ def rewrite(path: Path, change, keep_digest: bool = False) -> None:
     metadata, tensors = store.read(path)
     change(metadata, tensors)
     if not keep_digest:
-        metadata["sha256"] = store.content_digest(metadata, tensors)
+        metadata["sha256"] = checksums.content_digest(metadata, tensors)
     save_file(tensors, path, metadata=metadata)
 
 

@@ -6,7 +6,6 @@ weights that sum to 1, covariances that are positive definite."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
-from .. import atomic
+from .. import atomic, checksums
 from ..errors import BetaVAEError, first_line
 from . import registry
 from .base import UNCONDITIONAL, Sampler
@@ -36,24 +35,13 @@ class StaleSampler(BetaVAEError):
     """A sampler file fitted for other weights than the run's (or by an older betavae): `for_run` fits it again."""
 
 
-def content_digest(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 of a sampler file's metadata (all but this digest) and of its tensors' names, types, shapes and bytes."""
-    digest = hashlib.sha256(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
-    for key in sorted(tensors):
-        tensor = tensors[key].contiguous()
-        digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 too
-    return digest.hexdigest()
-
-
 def save(sampler: Sampler, path: Path, weights_sha256: str) -> None:
     """Write a fitted sampler (atomically) for the weights of this sha256."""
     tensors = {f"{field}/{label}": getattr(mixture, field).contiguous()
                for label, mixture in sampler.mixtures.items() for field in FIELDS}
     metadata = {"format": str(FORMAT), "kind": sampler.name, "settings": json.dumps(sampler.settings),
                 "weights_sha256": weights_sha256}
-    metadata["sha256"] = content_digest(metadata, tensors)
-    atomic.write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+    atomic.write_bytes(path, save_safetensors_bytes(tensors, metadata=checksums.sealed(metadata, tensors)))
 
 
 def read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -74,7 +62,7 @@ def load(path: Path, weights_sha256: str, latent_dim: int, name: str | None = No
         raise DamagedSampler(path, f"format {version!r}, not one this betavae reads")
     if int(version) < FORMAT:
         raise StaleSampler(f"{path} was written by an older betavae, without its own sha256")
-    if metadata.get("sha256") != content_digest(metadata, tensors):
+    if not checksums.intact(metadata, tensors):
         raise DamagedSampler(path, "its contents do not match the sha256 stored with them: changed since it was "
                                    "written")
     if metadata.get("weights_sha256") != weights_sha256:

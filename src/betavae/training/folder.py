@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
-from .. import atomic
+from .. import atomic, checksums
 from ..config import Config, from_saved
 from ..errors import BetaVAEError, first_line
 from ..model import networks
@@ -150,16 +150,17 @@ def check_format(version: Any, path: Path) -> None:
 
 
 def save_weights(run_dir: Path, model: networks.VAE, epoch: int, run_id: str = "") -> None:
-    """The latest weights, with their epoch and the run they belong to in the file's metadata."""
+    """The latest weights, with their epoch, the run they belong to and a sha256 of it all in the file's metadata."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"epoch": str(epoch), "run_id": run_id}
+    metadata = checksums.sealed({"epoch": str(epoch), "run_id": run_id}, state)
     atomic.write_bytes(run_dir / WEIGHTS, save_safetensors_bytes(state, metadata=metadata))
 
 
 def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int], device: str = "cpu",
                  run_id: str = "") -> networks.VAE:
     """The model a configuration describes with the run's latest weights, in eval mode; weights another run wrote
-    (another `run_id`) are refused."""
+    (another `run_id`) or changed since they were written (their sha256; files from before it was kept have none) are
+    refused."""
     model = networks.build(config, image_shape)
     weights = run_dir / WEIGHTS
     try:
@@ -171,6 +172,10 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     except (SafetensorError, ValueError, OSError, RuntimeError) as error:
         raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({first_line(error, 120)})") from None
     check_owner(weights, metadata.get("run_id", ""), run_id)
+    if checksums.KEY in metadata and not checksums.intact(metadata, state):
+        raise BetaVAEError(f"{weights} has changed since it was written (its contents do not match the sha256 stored "
+                           f"with them); delete it and write it again from the run's checkpoint with: betavae train "
+                           f"--resume {run_dir}")
     try:
         model.load_state_dict(state)
     except RuntimeError:
