@@ -63,11 +63,14 @@ def betavae(*args: str) -> None:
 
 
 def train(data: Path, runs: Path, likelihood: str, minutes: float, seed: int, threads: int) -> None:
-    if (runs / likelihood / "model.safetensors").is_file():
+    """One likelihood's run, unless it has finished already (an unfinished one is trained again)."""
+    status = runs / likelihood / "status.json"
+    if status.is_file() and json.loads(status.read_text()).get("finished"):
         return
     betavae("train", "--dataset", str(data), "--arch", "conv", "--likelihood", likelihood, "--beta", "1",
             "--time-budget", str(int(minutes * 60)), "--epochs", "1000", "--seed", str(seed), "--threads",
-            str(threads), "--runs", str(runs), "--name", likelihood, "--no-figures")
+            str(threads), "--runs", str(runs), "--name", likelihood, "--no-figures",
+            *(["--overwrite"] if status.parent.exists() else []))
 
 
 def score(runs: Path, likelihood: str, classifier: Path, k: int) -> dict:

@@ -10,6 +10,7 @@ from betavae import cli
 from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.pictures import run_figures
+from betavae.runs import Run
 from betavae.training import fit
 
 from .conftest import synthetic_images
@@ -48,6 +49,10 @@ DAMAGE = {  # the file's bytes -> what the line says
     "string labels": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS.astype(str)), "no labels array"),
     "another array": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, code=MEANS), "other than epoch_N"),
     "NaN means": (lambda: npz_bytes(epoch_1=MEANS + np.nan, labels=LABELS), "NaN or infinite"),
+    "another run's": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, run_id=np.array("0123456789abcdef")),
+                      "belongs to another run, run id 0123456789ab"),
+    "a run_id that is not a name": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, run_id=np.arange(3)),
+                                    "its run_id is not a name"),
     "text": (lambda: b"not an archive", "latents.npz is damaged"),
     "empty": (lambda: b"", "latents.npz is damaged"),
 }
@@ -77,3 +82,11 @@ def test_training_replaces_a_damaged_latents_file_with_a_warning(run_dir, capsys
     assert sorted(run_figures.read_latents(run_dir, 3)[0]) == [2, 3] and capsys.readouterr().err == ""
     with pytest.raises(BetaVAEError, match="not floats of shape"):
         run_figures.read_latents(run_dir, 4)
+
+
+def test_training_keeps_the_run_id_in_the_latents_file(run_dir):
+    """What lets a copy from another run be told apart (above)."""
+    (run_dir / run_figures.LATENTS).unlink(missing_ok=True)
+    assert cli.main(["latent-map", str(run_dir)]) == 0
+    with np.load(run_dir / run_figures.LATENTS) as stored:
+        assert str(stored["run_id"]) == Run.open(run_dir).meta.run_id != ""

@@ -129,6 +129,14 @@ def test_the_report_escapes_udr_json_and_leaves_out_one_naming_another_run(recip
     page = (write_report(Run.open(run_dir))).read_text()
     assert "Unsupervised Disentanglement Ranking" not in page
     assert "ranks another run (seed-9)" in capsys.readouterr().err
+    assert record["run_id"] == Run.open(run_dir).meta.run_id  # results name their run's id: a copy is told apart
+    other = Run.open(recipe[0] / "seed-2").meta.run_id
+    (run_dir / RESULT).write_text(json.dumps({**record, "run_id": other}))  # the same name, another run's file
+    (run_dir / "evaluation.json").write_text(json.dumps({"run_id": other, "elbo": {"neg_elbo": 1.0}}))
+    page = (write_report(Run.open(run_dir))).read_text()
+    assert "Unsupervised Disentanglement Ranking" not in page and "<h2>Evaluation</h2>" not in page
+    err = capsys.readouterr().err
+    assert err.count(f"belongs to another run, run id {other[:12]}") == 2, err
 
 
 def test_a_rerun_with_other_settings_or_a_users_seed_folder_is_refused_before_any_training(recipe, tmp_path, capsys):

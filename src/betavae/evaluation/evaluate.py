@@ -144,7 +144,8 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
     target = run.split(split)
     if len(target) == 0:
         raise BetaVAEError(f"the {split} split of {run.path} is empty; choose another --split")
-    result: dict[str, Any] = {"format": FORMAT, "run": str(run.path), "split": split, "images": len(target),
+    result: dict[str, Any] = {"format": FORMAT, "run": str(run.path), "run_id": run.meta.run_id, "split": split,
+                              "images": len(target),
                               "seed": seed, "trained_on": config.pixels, "objective": run.objective,
                               "loss": run.describe_objective()}
     result.update(likelihood_section(model, target, config.pixels, importance_samples, repeats, seed, log))

@@ -45,7 +45,7 @@ def evaluate_run(run: Run, seed: int = 0, data_dir: str | None = None,
     log(f"encoding the {truth.num_images:,} {truth.name} images ...")
     codes = grid_codes(run.model, truth.grid(data_dir or run.config.data_dir, log))
     result = evaluate_all(looked_up(truth, codes), seed, log, **(sizes or {}))
-    result.update(format=FORMAT, run=str(run.path), sample_sizes=sizes or "disentanglement_lib defaults",
+    result.update(format=FORMAT, run=str(run.path), run_id=run.meta.run_id, sample_sizes=sizes or "disentanglement_lib defaults",
                   kl_per_dim=run.kl_per_dim)
     atomic.write_json(run.path / RESULT, result)
     return result

@@ -185,7 +185,7 @@ def select(runs: Sequence[Run | str | Path], n: int = SAMPLE_IMAGES, variant: st
 def summary(runs: Sequence[Run], ranking: Ranking, **sample: Any) -> dict[str, Any]:
     """The ranking as plain data, best first: each run's UDR, rank, informative latents and pair scores."""
     order = sorted(range(len(runs)), key=lambda i: -ranking.scores[i])
-    records = [{"run": str(runs[i].path), "udr": float(ranking.scores[i]), "rank": rank,
+    records = [{"run": str(runs[i].path), "run_id": runs[i].meta.run_id, "udr": float(ranking.scores[i]), "rank": rank,
                 "informative_latents": np.flatnonzero(ranking.informative[i]).tolist(),
                 "latent_dim": len(ranking.informative[i]),
                 "against": {str(runs[j].path): float(ranking.pairwise[j, i]) for j in range(len(runs)) if j != i}}

@@ -175,10 +175,11 @@ def write_report(run: Run) -> Path:
 def results_html(run: Run) -> str:
     """The sections of the results `betavae evaluate` and `betavae disentanglement` saved in the run, if any."""
     sections = ""
-    evaluation = saved_result(run.path / folder.EVALUATION, f"betavae evaluate {run.path}")
+    evaluation = saved_result(run.path / folder.EVALUATION, f"betavae evaluate {run.path}", run.meta.run_id)
     if evaluation is not None:
         sections += f"<h2>Evaluation</h2><pre>{html.escape(json.dumps(evaluation, indent=2, sort_keys=True))}</pre>"
-    disentanglement = saved_result(run.path / folder.DISENTANGLEMENT, f"betavae disentanglement {run.path}")
+    disentanglement = saved_result(run.path / folder.DISENTANGLEMENT, f"betavae disentanglement {run.path}",
+                                   run.meta.run_id)
     if disentanglement is not None:
         scores = disentanglement.get("scores")
         if isinstance(scores, dict) and all(isinstance(v, (int, float)) for v in scores.values()):
@@ -192,7 +193,7 @@ def results_html(run: Run) -> str:
 def udr_html(run: Run) -> str:
     """The run's UDR and rank among the runs `betavae select` compared it with, when its udr.json names it."""
     command = f"betavae select {run.path} RUN ..."
-    record = saved_result(run.path / folder.UDR, command)
+    record = saved_result(run.path / folder.UDR, command, run.meta.run_id)
     if record is None:
         return ""
     problem = udr_problem(record, run)
@@ -226,16 +227,17 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def saved_result(path: Path, command: str) -> dict[str, Any] | None:
-    """A result a command saved as a JSON object; None when there is none, or (with a warning line) when it is
-    damaged: the report leaves its section out rather than fail."""
+def saved_result(path: Path, command: str, run_id: str) -> dict[str, Any] | None:
+    """A result a command saved as a JSON object for this run; None when there is none, or (with a warning line) when
+    it is damaged or another run's (copied in): the report leaves its section out rather than fail or mislead."""
     if not path.exists():
         return None
     try:
         result = json.loads(path.read_bytes())
-        if isinstance(result, dict):
+        owner = result.get("run_id") if isinstance(result, dict) else None
+        if isinstance(result, dict) and (not owner or not run_id or owner == run_id):
             return result
-        problem = "not a JSON object"
+        problem = f"it belongs to another run, run id {str(owner)[:12]}" if owner else "not a JSON object"
     except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         problem = first_line(error, 80)
     damaged(path, problem, command)

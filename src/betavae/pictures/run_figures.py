@@ -100,7 +100,7 @@ def save_curves(run: Run) -> Path:
 
 
 def save_latent_map(run: Run, method: str = "pca") -> Path:
-    means, labels = read_latents(run.path, run.config.latent_dim)
+    means, labels = read_latents(run.path, run.config.latent_dim, run.meta.run_id)
     try:
         embeddings, shared = figures.reduce_2d(means, method, run.config.seed)
     except ImportError as error:
@@ -111,14 +111,14 @@ def save_latent_map(run: Run, method: str = "pca") -> Path:
 
 # --- posterior means captured during training -----------------------------------------------------------------------
 
-def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray) -> None:
-    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically); a damaged file
-    of earlier epochs is replaced, with a warning."""
+def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray, run_id: str = "") -> None:
+    """Keep the posterior means of one epoch beside those of earlier epochs (rewritten atomically), with the run's id;
+    a damaged file of earlier epochs, or another run's, is replaced, with a warning."""
     path = Path(run_dir) / LATENTS
     stored = {}
     if path.is_file():
         try:
-            kept, kept_labels = load_latents(path, means.shape[1])
+            kept, kept_labels = load_latents(path, means.shape[1], run_id)
             if not np.array_equal(kept_labels, labels):
                 raise ValueError(f"its labels are not those of the {len(labels)} images the latent map shows")
             stored = {f"epoch_{e}": m for e, m in kept.items()}
@@ -126,17 +126,20 @@ def add_latents(run_dir: Path, epoch: int, means: np.ndarray, labels: np.ndarray
             print(f"betavae: warning: {path} was damaged ({error}); it now holds epoch {epoch} alone", file=sys.stderr)
     stored[f"epoch_{epoch}"] = means.astype(np.float32)
     stored["labels"] = labels
+    if run_id:
+        stored["run_id"] = np.array(run_id)
     buffer = io.BytesIO()
     np.savez(buffer, **stored)
     atomic.write_bytes(path, buffer.getvalue())
 
 
-def read_latents(run_dir: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+def read_latents(run_dir: Path, latent_dim: int | None = None, run_id: str = ""
+                 ) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """The posterior means captured at each epoch (of latent_dim latents, when given) and their images' labels, or
     one line naming the file and the fix."""
     path = Path(run_dir) / LATENTS
     try:
-        return load_latents(path, latent_dim)
+        return load_latents(path, latent_dim, run_id)
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {LATENTS}; run betavae latent-map {run_dir} to capture them") from None
     except ValueError as error:
@@ -144,9 +147,11 @@ def read_latents(run_dir: Path, latent_dim: int | None = None) -> tuple[dict[int
                            "which captures the final model's means") from None
 
 
-def load_latents(path: Path, latent_dim: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """latents.npz as training writes it: epoch_N arrays (images, latents) of floats and the images' labels;
-    ValueError saying what is wrong with anything else (a .npy, pickled objects, other keys, mismatched counts)."""
+def load_latents(path: Path, latent_dim: int | None = None, run_id: str = ""
+                 ) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """latents.npz as training writes it: epoch_N arrays (images, latents) of floats, the images' labels and the run's
+    id; ValueError saying what is wrong with anything else (a .npy, pickled objects, other keys, mismatched counts,
+    another run's id)."""
     try:
         stored = np.load(path, allow_pickle=False)
         if not isinstance(stored, np.lib.npyio.NpzFile):
@@ -157,6 +162,11 @@ def load_latents(path: Path, latent_dim: int | None = None) -> tuple[dict[int, n
         raise
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"not a readable .npz archive: {first_line(error, 80)}") from None
+    owner = arrays.pop("run_id", None)
+    if owner is not None and (owner.dtype.kind != "U" or owner.ndim != 0):
+        raise ValueError("its run_id is not a name")
+    if owner is not None and run_id and str(owner) != run_id:
+        raise ValueError(f"it belongs to another run, run id {str(owner)[:12]}")
     labels = arrays.pop("labels", None)
     if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError("it has no labels array of whole numbers")
@@ -190,7 +200,8 @@ class TrainingFigures:
             save_reconstructions(model, self.inputs, out, epoch)
             save_samples(model, self.inputs, out, epoch)
         if epoch in end.config.latent_map_epochs or end.is_last:
-            add_latents(end.run_dir, epoch, model.posterior_means(self.inputs.map_images), self.inputs.map_labels)
+            add_latents(end.run_dir, epoch, model.posterior_means(self.inputs.map_images), self.inputs.map_labels,
+                        end.run_id)
         if end.is_last:
             self.finish(Run.open(end.run_dir, model=model, data=end.data), self.inputs)
 
@@ -299,7 +310,8 @@ def latent_map(run: Run, method: str = "pca") -> Path:
     """From the means captured during training; captured now from the final model when training kept none."""
     if not (run.path / LATENTS).exists():  # a folder in its place is damage, named by read_latents
         inputs = Inputs.of(run.reference_split(), run.config)
-        add_latents(run.path, run.status["epoch"], run.model.posterior_means(inputs.map_images), inputs.map_labels)
+        add_latents(run.path, run.status["epoch"], run.model.posterior_means(inputs.map_images), inputs.map_labels,
+                    run.meta.run_id)
     return save_latent_map(run, method)
 
 

@@ -24,6 +24,7 @@ class EpochEnd:
     config: Config
     run_dir: Path
     is_last: bool
+    run_id: str = ""  # the run's identity (config.json), written into the files callbacks keep in the run
 
     @property
     def kl_per_dim(self) -> list[float]:

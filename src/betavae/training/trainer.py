@@ -234,7 +234,7 @@ class Trainer:
             folder.write_status(self.run_dir, "finishing" if last else "running", epoch, self.config.epochs)
             self.log(summary_line(record))
             for callback in self.callbacks:
-                callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last))
+                callback(EpochEnd(epoch, record, self.model, self.data, self.config, self.run_dir, last, self.run_id))
             if last:
                 self._mark_finished()
         self.context.barrier()
@@ -261,7 +261,8 @@ class Trainer:
         if not self.records:
             return
         for callback in self.callbacks:
-            callback(EpochEnd(self.epoch, self.records[-1], self.model, self.data, self.config, self.run_dir, True))
+            callback(EpochEnd(self.epoch, self.records[-1], self.model, self.data, self.config, self.run_dir, True,
+                             self.run_id))
         self._mark_finished()
 
     def _mark_finished(self) -> None:
