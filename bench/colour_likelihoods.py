@@ -65,7 +65,7 @@ def betavae(*args: str) -> None:
 def train(data: Path, runs: Path, likelihood: str, minutes: float, seed: int, threads: int) -> None:
     """One likelihood's run, unless it has finished already (an unfinished one is trained again)."""
     status = runs / likelihood / "status.json"
-    if status.is_file() and json.loads(status.read_text()).get("finished"):
+    if status.is_file() and json.loads(status.read_text()).get("state") == "finished":
         return
     betavae("train", "--dataset", str(data), "--arch", "conv", "--likelihood", likelihood, "--beta", "1",
             "--time-budget", str(int(minutes * 60)), "--epochs", "1000", "--seed", str(seed), "--threads",

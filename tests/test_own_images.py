@@ -213,3 +213,15 @@ def test_class_folders_keep_their_sorted_position_and_hidden_folders_are_not_cla
     labels = sorted({label for label, _ in images.image_files(tmp_path / "f", said.append)})
     assert labels == [1, 2]
     assert any(".thumbnails" in line for line in said) and any("no images" in line and "0" in line for line in said)
+
+
+def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
+    """A camera stores a portrait photo sideways with an EXIF orientation; read as stored, it would lie on its side."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (250, 10, 10)  # the stored left half red, the right half black
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    Image.fromarray(pixels).save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    upright = images.read_image(tmp_path / "portrait.jpg")
+    assert upright.shape == (40, 20, 3)
+    assert upright[:20, :, 0].mean() > 200 and upright[20:, :, 0].mean() < 50  # the red half now on top

@@ -7,7 +7,8 @@ An image file is read by what its pixels mean, whatever mode Pillow opens it in:
 clipped); palette images through their palette (and its transparency). An image with transparency whose visible part
 is one colour, ink drawn over a transparent background as drawing programs save a digit, is read as its alpha channel:
 the coverage, white on black as in MNIST, whatever the ink's colour. Any other image with transparency is composited
-over black. A folder whose images are all grey stays grey (1 channel); one with any colour image is read as RGB, its
+over black. A photo is turned upright by its EXIF orientation, as a photo viewer shows it. A folder whose images are
+all grey stays grey (1 channel); one with any colour image is read as RGB, its
 grey images converted.
 """
 
@@ -35,7 +36,7 @@ GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow ver
 INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-CACHE_VERSION = 3  # bump when reading or resizing changes, so that cached images are read again
+CACHE_VERSION = 4  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
 # A folder of .npy arrays (the cache's format): each file and the key its array is read under.
@@ -254,13 +255,13 @@ def size_of(pixels: np.ndarray) -> str:
 def read_image(path: Path) -> np.ndarray:
     """One image file by its meaning (see the module's docstring): grey (H, W) or RGB (H, W, 3) uint8; a file Pillow
     cannot read, a truncated one or a decompression bomb is one line naming the file."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with warnings.catch_warnings():  # an image over Pillow's pixel limit is refused, not decoded with a warning
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return pixels_of(image)
+                return pixels_of(ImageOps.exif_transpose(image), str(path))  # upright, as a photo viewer shows it
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BetaVAEError(f"{path} has more pixels than an image may (Pillow's limit, {Image.MAX_IMAGE_PIXELS:,}, "
                            "guards against decompression bombs); shrink it or leave it out") from None
@@ -268,13 +269,13 @@ def read_image(path: Path) -> np.ndarray:
         raise BetaVAEError(f"{path} is not a readable image ({first_line(error)}); replace or remove it") from None
 
 
-def pixels_of(image: "Image.Image") -> np.ndarray:
+def pixels_of(image: "Image.Image", source: str) -> np.ndarray:
     """An open Pillow image by what its mode means: grey levels (H, W) uint8 when it has no colour (or is ink over
     transparency), else RGB (H, W, 3) uint8, composited over black where it has transparency."""
     from PIL import Image
 
     if image.mode in GREY_16:
-        return scale_16_bit(np.asarray(image), image.filename)
+        return scale_16_bit(np.asarray(image), source)
     if image.mode in ("1", "L") and not image.has_transparency_data:
         return np.asarray(image.convert("L"))
     rgba = np.asarray(image.convert("RGBA"))
