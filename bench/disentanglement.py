@@ -20,7 +20,8 @@ Usage: python bench/disentanglement.py [--minutes 30] [--runs runs/dsprites-benc
 (--variants may also name capacity-gamma100, the capacity objective with gamma 100; beta1-anneal, beta4-anneal:
 beta starting at 16 and annealing down to 1 or 4 over the first 10k steps; btcvae, factorvae, dipvae and adagvae:
 the presets of those names; adagvae-beta4, adagvae-beta8: Ada-GVAE with that beta; dipvae-lodN for N in 1, 2, 5, 10,
-20, 50: DIP-VAE-I with lambda_od N; colour-beta4, colour-adagvae: beta 4 and Ada-GVAE on colour-dSprites)
+20, 50: DIP-VAE-I with lambda_od N; colour-beta4, colour-adagvae, colour-adagvae-beta4: beta 4, Ada-GVAE and
+the disentangle recipe (Ada-GVAE, beta 4) on colour-dSprites)
 Two runs side by side on two cores: `--jobs 2 --threads 1` (each run then has one core, the same for every variant).
 """
 
@@ -64,6 +65,7 @@ VARIANTS = {  # name -> options on top of --preset dsprites
     # colour-dSprites (grey-level targets: a colour image is not binary) with beta 4 and the disentangle recipe
     "colour-beta4": ["--dataset", "colour-dsprites", "--pixels", "grey", "--beta", "4"],
     "colour-adagvae": ["--preset", "adagvae", "--dataset", "colour-dsprites", "--pixels", "grey"],
+    "colour-adagvae-beta4": ["--preset", "adagvae", "--beta", "4", "--dataset", "colour-dsprites", "--pixels", "grey"],
     **{f"dipvae-lod{od}": ["--preset", "dipvae", "--lambda-od", str(od)] for od in (1, 2, 5, 10, 20, 50)},
 }
 
