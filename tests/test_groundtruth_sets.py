@@ -336,3 +336,54 @@ def test_celeba_names_a_missing_image_and_fetch_checks_the_list(tmp_path):
         registry.fetch("celeba", str(tmp_path))
     with pytest.raises(BetaVAEError, match="img_align_celeba, list_attr_celeba.txt not in"):
         registry.fetch("celeba", str(tmp_path / "empty"))
+
+
+# --- every ground-truth set end to end: trained on, then scored by the five metrics ---------------------------------
+def tiny_set(name, folder):
+    """The truth of a tiny official-format file of data set `name`, written to folder."""
+    if name == "shapes3d":
+        return write_shapes3d(folder)[0]
+    if name == "mpi3d-toy":
+        truth = MPI3D("toy", MPI_SIZES)
+        folder.mkdir(exist_ok=True)
+        images = np.random.default_rng(2).integers(0, 256, (truth.num_images, 64, 64, 3), dtype=np.uint8)
+        np.savez(folder / "mpi3d_toy.npz", images=images)
+        return truth
+    return write_norb(folder)[0] if name == "smallnorb" else write_cars(folder)[0]
+
+
+@pytest.mark.parametrize("name", ["shapes3d", "mpi3d-toy", "smallnorb", "cars3d"])
+def test_each_ground_truth_set_trains_and_is_scored_by_the_five_metrics(name, tmp_path, monkeypatch):
+    from betavae.api import disentangle
+    from betavae.config import Config
+    from betavae.evaluation import factors
+    from betavae.training import fit
+
+    truth = tiny_set(name, tmp_path / "data")
+    monkeypatch.setitem(registry.KNOWN, name, registry._ground_truth_dataset(truth))
+    config = Config.of(dataset=name, data_dir=str(tmp_path / "data"), val_size=4, hidden=(16,), latent_dim=3,
+                       batch_size=8, epochs=1, figure_epochs=(), latent_map_epochs=())
+    run = fit(config, tmp_path / "run", log=QUIET)
+    small = dict(beta_vae=dict(num_train=20, num_eval=20, batch_size=4),
+                 factor_vae=dict(num_train=20, num_eval=20, batch_size=4, num_variance_estimate=40),
+                 mig=dict(num_train=40), dci=dict(num_train=40, num_test=20), sap=dict(num_train=40, num_test=20))
+    result = disentangle(run, sizes=small, log=QUIET)
+    varying = [n for n, size in zip(truth.factor_names, truth.factor_sizes) if size > 1]  # one level: nothing to score
+    assert result["factors"] == varying and len(varying) >= 2
+    assert all(0.0 <= score <= 1.0 for score in result["scores"].values()), result["scores"]
+    assert np.array(result["details"]["mig"]["normalized_mutual_information"]).shape == (3, len(varying))
+    assert (run / factors.RESULT).is_file() and (run / "figures" / "traversal_factors.png").is_file()
+
+
+def test_the_metrics_leave_out_one_level_factors_and_refuse_fewer_than_two_that_vary():
+    from betavae.evaluation.factors import looked_up
+
+    truth = MPI3D("toy", MPI_SIZES)  # levels (2, 1, 1, 1, 2, 2, 3): four factors vary
+    scored = looked_up(truth, np.arange(truth.num_images, dtype=np.float64)[:, None])
+    assert scored.sizes == (2, 2, 2, 3) and scored.names[0] == truth.factor_names[0]
+    codes, levels = scored.sample(50, np.random.RandomState(0))
+    full = np.zeros((50, 7), dtype=np.int64)
+    full[:, [0, 4, 5, 6]] = levels
+    assert np.array_equal(codes[:, 0], truth.index_of(full))  # each code is its own image's
+    with pytest.raises(BetaVAEError, match="1 factor\\(s\\) of more than one level; .* need at least two"):
+        looked_up(MPI3D("toy", (1, 1, 1, 1, 1, 1, 3)), np.zeros((3, 2)))

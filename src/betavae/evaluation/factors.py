@@ -16,6 +16,7 @@ import numpy as np
 from .. import atomic
 from ..data import GroundTruthData, ground_truth
 from ..data.groundtruth import Grid
+from ..errors import BetaVAEError
 from ..model import VAE
 from ..runs import Run
 from .disentanglement import METRICS, GroundTruth, evaluate_all
@@ -31,8 +32,20 @@ def grid_codes(model: VAE, grid: Grid, batch_size: int = ENCODE_BATCH) -> np.nda
 
 
 def looked_up(truth: GroundTruthData, codes: np.ndarray) -> GroundTruth:
-    """A data set's factors, represented by looking their images' codes up."""
-    return GroundTruth(truth.factor_sizes, lambda factors: codes[truth.index_of(factors)], truth.factor_names)
+    """A data set's factors that vary (a factor of one level carries nothing to score, and the metrics' classifiers
+    cannot fit it), represented by looking their images' codes up."""
+    varying = [k for k, size in enumerate(truth.factor_sizes) if size > 1]
+    if len(varying) < 2:
+        raise BetaVAEError(f"{truth.name} has {len(varying)} factor(s) of more than one level; the metrics compare "
+                           "factors and need at least two")
+
+    def represent(factors: np.ndarray) -> np.ndarray:
+        full = np.zeros((len(factors), len(truth.factor_sizes)), dtype=np.int64)
+        full[:, varying] = factors
+        return codes[truth.index_of(full)]
+
+    return GroundTruth(tuple(truth.factor_sizes[k] for k in varying), represent,
+                       tuple(truth.factor_names[k] for k in varying))
 
 
 def evaluate_run(run: Run, seed: int = 0, data_dir: str | None = None,

@@ -321,9 +321,10 @@ def save_factor_figures(run: Run, result: dict) -> list[Path]:
     best."""
     truth = datalib.ground_truth(run.config.dataset, "the factor figures show a run against ground-truth factors")
     information = np.array(result["details"]["mig"]["normalized_mutual_information"])
-    heat = figures.save_figure(figures.information_figure(information, truth.factor_names, result["kl_per_dim"]),
+    names = tuple(result["factors"])  # the factors scored: those of more than one level
+    heat = figures.save_figure(figures.information_figure(information, names, result["kl_per_dim"]),
                                run.figure_dir / "mutual_information.png")
-    labels = factor_labels(information, truth.factor_names)
+    labels = factor_labels(information, names)
     figure, _ = figures.traversal_figure(run.model, truth.traversal_image(), result["kl_per_dim"], row_labels=labels)
     return [heat, figures.save_figure(figure, run.figure_dir / "traversal_factors.png")]
 
