@@ -160,6 +160,29 @@ def test_a_file_given_as_a_run_is_said_to_be_no_run_folder(tmp_path, capsys):
         assert "notes.txt is a file, not a run folder" in err and "does not exist" not in err
 
 
+def test_a_run_name_that_is_a_users_file_is_said_to_be_a_file(npz, tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "afile").write_text("mine")
+    argv = ["train", "--dataset", str(npz), "--epochs", "1", "--runs", str(tmp_path / "runs"), "--name", "afile"]
+    for extra in ([], ["--overwrite"]):
+        assert cli.main([*argv, *extra]) == 1
+        err = capsys.readouterr().err
+        assert "afile is a file, not a run folder; choose another --name" in err and "read-only" not in err, err
+        assert (tmp_path / "runs" / "afile").read_text() == "mine"
+
+
+def test_a_bad_value_in_config_json_names_that_file_not_a_flag(npz, tmp_path, capsys):
+    assert cli.main(["train", "--dataset", str(npz), "--epochs", "1", "--runs", str(tmp_path), "--name", "r",
+                     "--hidden", "16", "--latent-dim", "2", "--val-size", "20"]) == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    saved["config"]["latent_dim"] = True
+    (tmp_path / "r" / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert cli.main(["sample", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "config.json is corrupt (latent_dim got True" in err and "--latent-dim" not in err, err
+
+
 def test_classifier_train_never_overwrites_a_file_it_did_not_write(npz, tmp_path, capsys):
     thesis = tmp_path / "thesis.txt"
     thesis.write_text("years of work")

@@ -105,7 +105,7 @@ def read_meta(run_dir: str | Path) -> RunMeta:
     try:
         saved = json.loads(path.read_text())
         check_format(saved.get("format", 0), path)
-        return RunMeta(from_saved(saved["config"], saved.get("format", 0)), _image_shape(saved["image_shape"]),
+        return RunMeta(_saved_config(saved, path), _image_shape(saved["image_shape"]),
                        _typed(saved, "data_fingerprint", str, ""), _fingerprints(saved.get("split_fingerprints", {})),
                        _typed(saved, "figures", bool, True), _commands(saved), _typed(saved, "run_id", str, ""))
     except FileNotFoundError:
@@ -114,6 +114,16 @@ def read_meta(run_dir: str | Path) -> RunMeta:
         raise BetaVAEError(f"{path} is corrupt ({first_line(error, 120)}); restore it or train again") from None
     except OSError as error:
         raise BetaVAEError(f"{path} cannot be read ({error.strerror}); check the run folder") from None
+
+
+def _saved_config(saved: dict[str, Any], path: Path) -> Config:
+    """The run's settings; a bad value is named as config.json's (the command-line advice of a fresh run's check
+    cannot repair a saved run)."""
+    try:
+        return from_saved(saved["config"], saved.get("format", 0))
+    except BetaVAEError as error:
+        problem = str(error).split("; ")[0]
+        raise BetaVAEError(f"{path} is corrupt ({problem}); restore it from a backup, or correct that value in it") from None
 
 
 def _typed(saved: dict[str, Any], key: str, kind: type, default: Any) -> Any:

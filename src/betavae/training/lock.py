@@ -26,6 +26,8 @@ def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
     create=True a missing folder is made; when this call made it and the body refuses before writing anything, the
     folder goes again (a refused command leaves no trace)."""
     created = create and make_folder(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BetaVAEError(f"{run_dir} is a file, not a run folder; choose another --name (or --runs)")
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise BetaVAEError(f"{run_dir} cannot be written (a read-only folder?); training writes into its run folder: "
                            "copy the run somewhere writable and resume the copy")
