@@ -189,3 +189,27 @@ def test_sweep_runs_skips_and_summarises(finished_run, capsys):
 def test_sweep_rejects_negative_beta(capsys):
     assert cli.main(["sweep", "--beta", "-1"]) == 1
     assert "beta must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_probes_on_labels_of_one_class_are_skipped_with_the_reason(tmp_path, capsys):
+    x, _ = synthetic_images(120)
+    np.savez(tmp_path / "one.npz", images=x, labels=np.zeros(len(x), dtype=np.int64))
+    assert cli.main(["train", "--dataset", str(tmp_path / "one.npz"), "--epochs", "1", "--hidden", "16",
+                     "--latent-dim", "2", "--val-size", "20", "--runs", str(tmp_path), "--name", "r",
+                     "--no-figures"]) == 0
+    assert cli.main(["evaluate", str(tmp_path / "r"), "--importance-samples", "0", "--repeats", "1"]) == 0
+    assert "labels have one class; a probe needs two" in capsys.readouterr().out
+    result = json.loads((tmp_path / "r" / "evaluation.json").read_text())
+    assert result["representation"].startswith("skipped")
+    assert cli.main(["reconstruct", str(tmp_path / "r"), "--split", "val"]) == 0  # the splits the advice names exist
+
+
+@pytest.mark.parametrize("labels, message", [(-1, "run from -1 to"), (2 ** 40, "below 1,000,000")])
+def test_labels_that_are_not_class_numbers_are_refused_at_load(tmp_path, labels, message, capsys):
+    x, y = synthetic_images(60)
+    y = y.astype(np.int64)
+    y[3] = labels
+    np.savez(tmp_path / "bad.npz", images=x, labels=y)
+    assert cli.main(["train", "--dataset", str(tmp_path / "bad.npz"), "--epochs", "1", "--runs", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "renumber them" in err and len(err.strip().splitlines()) == 1

@@ -36,6 +36,7 @@ GREY_16 = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, as Pillow ver
 INK_SPREAD = 8  # visible pixels within this many levels of one colour (per channel) are one ink
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_CLASSES = 1_000_000  # labels are class numbers: counts per class are kept, so a label is an index, not an id
 CACHE_VERSION = 4  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
@@ -195,6 +196,9 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise BetaVAEError(f"{path}: labels under {key!r} are {labels.dtype}, not integers; store class numbers "
                            "0, 1, 2, ... (map names to numbers first)")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < MAX_CLASSES:
+        raise BetaVAEError(f"{path}: labels under {key!r} run from {labels.min()} to {labels.max()}; store class "
+                           f"numbers 0, 1, 2, ... below {MAX_CLASSES:,} (renumber them first)")
     return labels.astype(np.int64)
 
 

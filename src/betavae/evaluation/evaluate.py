@@ -160,7 +160,11 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
         result["sample_quality"] = f"skipped: no classifier at {classifier_file} (train one: betavae classifier train)"
     if probes:
         train = run.split("train")
-        if target.labelled and train.labelled:  # probes need labels
+        if not (target.labelled and train.labelled):
+            result["representation"] = "skipped: the probes need every image labelled"
+        elif len(torch.unique(train.labels)) < 2:
+            result["representation"] = "skipped: the training images' labels have one class; a probe needs two"
+        else:
             result["representation"] = representation_section(model, train, target, seed)
     atomic.write_json(run.path / EVALUATION, result)
     return result
@@ -202,7 +206,9 @@ def format_table(result: dict[str, Any]) -> str:
                     " ".join(f"{y}:{a:.2f}" for y, a in accuracy.items()))
     elif sq:
         row("sample quality", "skipped", sq)
-    if "representation" in result:
+    if isinstance(result.get("representation"), str):
+        row("linear probe / 5-NN probe accuracy", "skipped", result["representation"])
+    elif "representation" in result:
         r = result["representation"]
         row("linear probe / 5-NN probe accuracy", f"{r['linear_probe_accuracy']:.4f} / {r['knn_probe_accuracy']:.4f}",
             f"chance {r['chance']:.3f}; posterior means, fitted on train")

@@ -237,7 +237,8 @@ def image(run: Run, index: int, split: str | None = None) -> torch.Tensor:
 def nonempty_split(run: Run, name: str) -> datalib.Split:
     split = run.split(name)
     if len(split) == 0:
-        raise BetaVAEError(f"the {name} split of this run is empty; choose --split train or test")
+        others = " or ".join(other for other in ("train", "val", "test") if other != name)
+        raise BetaVAEError(f"the {name} split of this run is empty; choose --split {others}")
     return split
 
 
