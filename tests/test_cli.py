@@ -10,7 +10,7 @@ from .conftest import synthetic_images
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--beta", "-1"], "beta must be a finite number >= 0"),
+    (["train", "--beta", "-1"], "beta must be a number from 0 to 1e+06"),
     (["train", "--latent-dim", "0"], "latent_dim must be from 1 to 4096"),
     (["train", "--arch", "resnet"], "unknown arch 'resnet'"),
     (["train", "--epochs", "x"], "epochs got 'x'"),

@@ -6,13 +6,13 @@ from betavae.errors import BetaVAEError
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(beta=-1), "beta must be a finite number >= 0"),
+    (dict(beta=-1), "beta must be a number from 0 to 1e\\+06"),
     (dict(latent_dim=0), "latent_dim must be from 1 to 4096"),
     (dict(arch="resnet"), "unknown arch 'resnet'"),
     (dict(activation="tanh"), "unknown activation 'tanh'; choose one of: relu, silu"),
     (dict(lr=0), "lr must be a positive"),
     (dict(batch_size=0), "batch_size must be from 1"),
-    (dict(beta=float("nan")), "beta must be a finite number >= 0"),
+    (dict(beta=float("nan")), "beta must be a number from 0 to 1e\\+06"),
     (dict(hidden=()), "hidden must list"),
     (dict(dataset="nonsense"), "dataset 'nonsense'"),
     (dict(cuda_graphs="flase"), "cuda_graphs got 'flase', which is not a valid boolean"),
@@ -76,12 +76,23 @@ def test_round_trip_through_dict():
     ("hidden = [true]", "hidden got \\[True\\]"),
     ("dataset = 3", "dataset got 3, which is not a valid string"),
     ("epochs = 2.5", "epochs got 2.5"),
+    ('lr = "0.001"', "lr got '0.001', which is not a valid number; fix the file"),
+    ('hidden = "16,32"', "hidden got '16,32', which is not a valid list of integers"),
+    ('cuda_graphs = "no"', "cuda_graphs got 'no'"),
+    ('beta = "4"', "beta got '4'"),
 ])
 def test_toml_values_of_the_wrong_type_are_refused_not_coerced(tmp_path, text, message):
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(BetaVAEError, match=message):
         config.load_file(path)
+
+
+def test_text_stays_text_in_a_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('dataset = "fashion-mnist"\ndata_dir = "/data"\nobjective = "beta"\n')
+    c = config.load_file(path)
+    assert (c.dataset, c.data_dir, c.objective) == ("fashion-mnist", "/data", "beta")
 
 
 def test_a_config_file_is_read_only_up_to_a_bound(tmp_path):

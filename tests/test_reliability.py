@@ -326,7 +326,7 @@ def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
         assert "must be a single folder name" in capsys.readouterr().err
     argv = ["sweep", "--vary", "gamma=1,nan", "--preset", "capacity", "--runs", str(tmp_path), "--name", "s"]
     assert cli.main(argv) == 1
-    assert "gamma must be a finite number >= 0, got nan" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert "gamma must be a number from 0 to 1e+06, got nan" in capsys.readouterr().err and not (tmp_path / "s").exists()
     from betavae import sweep
 
     points = sweep.points(TINY, {"beta": ["1", "1.0", "2"]}, [0, 0])  # each resolved value once, as its type

@@ -121,8 +121,10 @@ def test_a_deleted_weights_file_is_written_again_as_the_message_says(tmp_path, n
     run_dir = fit(TINY.replace(dataset=str(npz), val_size=40), tmp_path / "r", **quiet)
     weights = load_file(run_dir / folder.WEIGHTS)
     (run_dir / folder.WEIGHTS).unlink()
-    assert cli.main(["sample", str(run_dir), "--n", "4"]) == 1
-    assert f"write it again from the run's checkpoint with: betavae train --resume {run_dir}" in capsys.readouterr().err
+    for sampler in ("prior", "gmm"):  # every command that needs the weights gives the same repair
+        assert cli.main(["sample", str(run_dir), "--n", "4", "--sampler", sampler]) == 1
+        advice = f"write it again from the run's checkpoint with: betavae train --resume {run_dir}"
+        assert advice in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(run_dir)]) == 0
     again = load_file(run_dir / folder.WEIGHTS)
     assert all(torch.equal(weights[key], again[key]) for key in weights)
@@ -155,3 +157,37 @@ def test_damaged_metrics_advise_a_repair_that_keeps_every_epoch(tmp_path, data):
     record = json.loads(lines[1])  # the repair the message describes: the row of metrics.csv holds these numbers
     row = (run_dir / folder.METRICS_CSV).read_text().splitlines()[2].split(",")
     assert str(record["val"]["neg_elbo"]) in row and str(record["step"]) in row
+
+
+@pytest.mark.parametrize("kept", [1, 0])
+def test_metrics_that_lost_their_last_lines_are_refused_by_every_reader(tmp_path, npz, kept, capsys):
+    """A history cut short (lines lost, or emptied) is not drawn or resumed as if the run had ended there."""
+    run_dir = fit(TINY.replace(dataset=str(npz), val_size=40, epochs=2), tmp_path / "r", **quiet)
+    lines = (run_dir / folder.METRICS_JSONL).read_text().splitlines()
+    (run_dir / folder.METRICS_JSONL).write_text("".join(line + "\n" for line in lines[:kept]))
+    ends = "ends at epoch 0" if kept else "holds no epoch"
+    for command in (["curves"], ["report"], ["train", "--epochs", "3", "--resume"]):
+        assert cli.main([*command, str(run_dir)]) == 1
+        err = capsys.readouterr().err
+        assert f"metrics.jsonl {ends}, but status.json says the run completed epoch 2" in err, (command, err)
+        assert len(err.strip().splitlines()) == 1
+    assert json.loads((run_dir / folder.STATUS).read_text())["epoch"] == 2  # nothing rewritten
+
+
+def test_a_read_command_on_a_run_being_trained_says_to_wait_not_to_resume(tmp_path, npz, capsys):
+    import fcntl
+    import os
+
+    run_dir = fit(TINY.replace(dataset=str(npz), val_size=40), tmp_path / "r", **quiet)
+    folder.write_status(run_dir, "running", 1, 5)
+    assert cli.main(["report", str(run_dir)]) == 1
+    assert f"finish it with: betavae train --resume {run_dir}" in capsys.readouterr().err  # nobody trains it
+    trainer = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(trainer, fcntl.LOCK_EX)  # as a training process holds it
+    (run_dir / ".lock").write_text("12345")
+    try:
+        assert cli.main(["report", str(run_dir)]) == 1
+        err = capsys.readouterr().err
+        assert "trained now by process 12345; run this again when it has finished" in err and "--resume" not in err
+    finally:
+        os.close(trainer)

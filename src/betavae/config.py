@@ -198,10 +198,11 @@ def preset(name: str) -> Config:
     return from_dict(PRESETS[name])
 
 
-def from_dict(values: Mapping[str, Any], base: Config | None = None) -> Config:
-    """A Config from plain values (a TOML table, JSON, command-line strings) on top of `base`, coercing types. The
-    objective's settings come flat (beta=4) or as a table under its name ({"beta": {"beta": 4}}); naming another
-    objective starts from that objective's defaults."""
+def from_dict(values: Mapping[str, Any], base: Config | None = None, typed: bool = False) -> Config:
+    """A Config from plain values (a TOML table, JSON, command-line strings) on top of `base`, coercing types (with
+    `typed`, values from a typed file: a string where a number, a flag or a list belongs is refused). The objective's
+    settings come flat (beta=4) or as a table under its name ({"beta": {"beta": 4}}); naming another objective starts
+    from that objective's defaults."""
     base, values = base or Config(), dict(values)
     name = coerce("objective", str, values.pop("objective", base.objective))
     if name not in OBJECTIVES:
@@ -212,9 +213,9 @@ def from_dict(values: Mapping[str, Any], base: Config | None = None) -> Config:
     settings = {**settings, **table, **{key: values.pop(key) for key in list(values) if key in kind.Settings.names()}}
     _refuse_unknown(name, set(values) - set(CONFIG_FIELDS), set(settings) - set(kind.Settings.names()))
     hints = typing.get_type_hints(Config)
-    coerced = {key: coerce(key, hints[key], value) for key, value in values.items()}
+    coerced = {key: coerce(key, hints[key], value, typed) for key, value in values.items()}
     setting_hints = typing.get_type_hints(kind.Settings)
-    objective_settings = kind.Settings(**{key: coerce(key, setting_hints[key], v) for key, v in settings.items()})
+    objective_settings = kind.Settings(**{key: coerce(key, setting_hints[key], v, typed) for key, v in settings.items()})
     return dataclasses.replace(base, objective=name, objective_settings=objective_settings, **coerced)
 
 
@@ -261,12 +262,15 @@ def from_saved(values: Mapping[str, Any], layout: int) -> Config:
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def coerce(name: str, hint: Any, value: Any) -> Any:
+def coerce(name: str, hint: Any, value: Any, typed: bool = False) -> Any:
     """Turn a value (often a string from the command line) into the field's type, or say what was expected. A
-    TOML or JSON value of another type (a boolean for a number, a number for a list) is refused, not converted."""
+    TOML or JSON value of another type (a boolean for a number, a number for a list; with `typed`, a string for
+    anything but text) is refused, not converted."""
     try:
         if value is None:
             return None
+        if typed and isinstance(value, str) and hint not in (str, str | None):
+            raise TypeError
         if hint is bool:
             return value if isinstance(value, bool) else BOOLEANS[value.strip().lower()]
         if isinstance(value, bool):
@@ -326,7 +330,10 @@ def load_file(path: str | Path, base: Config | None = None) -> Config:
     data = data.get("train", data)
     if not isinstance(data, dict):
         raise BetaVAEError(f"config file {path}: [train] must be a table of configuration keys")
-    return from_dict(data, base)
+    try:
+        return from_dict(data, base, typed=True)
+    except BetaVAEError as error:  # its advice names the command-line flag; here the value is in the file
+        raise BetaVAEError(f"config file {path}: {str(error).split('; fix --')[0]}; fix the file") from None
 
 
 def resolve(preset_name: str | None = None, config_file: str | Path | None = None,

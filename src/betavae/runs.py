@@ -23,7 +23,7 @@ from . import samplers
 from .config import Config
 from .errors import BetaVAEError
 from .model import VAE
-from .training import folder
+from .training import folder, lock
 from .training.callbacks import kl_per_dim
 
 SPLITS = ("train", "val", "test")
@@ -102,12 +102,18 @@ class Run:
         where = f"run {self.path} is {status['state']} (epoch {status['epoch']} of {status['epochs']})"
         if status["state"] == "failed":
             raise BetaVAEError(f"{where}: {status.get('message') or 'it stopped on an error'}")
+        trainer = lock.training_process(self.path)
+        if trainer is not None:
+            raise BetaVAEError(f"{where}, trained now by process {trainer}; run this again when it has finished")
         raise BetaVAEError(f"{where}; finish it with: betavae train --resume {self.path}")
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
-        """One record per finished epoch (epoch 0 is the untrained model)."""
-        return folder.read_metrics(self.path, self.meta.run_id)
+        """One record per finished epoch (epoch 0 is the untrained model); a finished run's must reach its last
+        epoch, so that figures and the report never show a history with epochs lost without a word."""
+        records = folder.read_metrics(self.path, self.meta.run_id)
+        folder.check_metrics_reach(self.path, records, self.status)
+        return records
 
     @property
     def last_record(self) -> dict[str, Any]:

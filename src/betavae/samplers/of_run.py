@@ -35,7 +35,7 @@ def weights_digest(run: RunLike) -> str:
     try:
         return hashlib.sha256((run.path / folder.WEIGHTS).read_bytes()).hexdigest()
     except FileNotFoundError:
-        raise BetaVAEError(f"{run.path} has no {folder.WEIGHTS}; train it first") from None
+        raise folder.no_weights(run.path) from None
     except OSError as error:
         raise BetaVAEError(f"{run.path / folder.WEIGHTS} cannot be read ({error.strerror}); restore it, or write it "
                            f"again from the checkpoint with: betavae train --resume {run.path}") from None

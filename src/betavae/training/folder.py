@@ -177,8 +177,7 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
         with safe_open(str(weights), framework="pt") as stored:
             metadata, state = stored.metadata() or {}, {key: stored.get_tensor(key) for key in stored.keys()}
     except FileNotFoundError:
-        raise BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again from the run's "
-                           f"checkpoint with: betavae train --resume {run_dir}") from None
+        raise no_weights(run_dir) from None
     except (SafetensorError, ValueError, OSError, RuntimeError) as error:
         raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({first_line(error, 120)})") from None
     check_owner(weights, metadata.get("run_id", ""), run_id)
@@ -191,6 +190,12 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     except RuntimeError:
         raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited checkpoint)") from None
     return model.to(device).eval()
+
+
+def no_weights(run_dir: Path) -> BetaVAEError:
+    """What a command that needs the weights says when they are missing: the repair that writes them again."""
+    return BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again from the run's "
+                        f"checkpoint with: betavae train --resume {run_dir}")
 
 
 def weights_owner(run_dir: Path) -> str:
@@ -278,6 +283,18 @@ def read_metrics(run_dir: str | Path, run_id: str = "") -> list[dict[str, Any]]:
         check_format(records[-1].get("format", 0), path)
         check_owner(path, records[-1].pop("run_id", ""), run_id)
     return records
+
+
+def check_metrics_reach(run_dir: Path, records: list[dict[str, Any]], status: dict[str, Any]) -> None:
+    """Refuse metrics that stop before the last epoch status.json says was completed (lines lost or cut off): the
+    metrics of an epoch are written before its status, so they can run one ahead, never behind."""
+    completed = status["epoch"] if type(status.get("epoch")) is int else -1
+    last = records[-1]["epoch"] if records else None
+    if (last is None and (completed > 0 or status["state"] == "finished")) or (last is not None and last < completed):
+        ends = f"ends at epoch {last}" if records else "holds no epoch"
+        raise BetaVAEError(f"{Path(run_dir) / METRICS_JSONL} {ends}, but {STATUS} says the run completed epoch "
+                           f"{completed}: lines of the first were lost, or the second was edited; restore them from a "
+                           f"backup, or write the missing epochs again from their rows of {METRICS_CSV}")
 
 
 def check_record(record: Any, previous: dict[str, Any] | None) -> dict[str, Any]:

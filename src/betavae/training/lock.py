@@ -79,6 +79,21 @@ def open_folder(run_dir: Path) -> int:
         raise BetaVAEError(f"{run_dir} cannot be used as a run folder ({error.strerror}); check the path") from None
 
 
+def training_process(run_dir: Path) -> str | None:
+    """The process that holds the run folder's lock now (it trains the run), or None when none does."""
+    try:
+        descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only when no trainer holds it
+        return None
+    except BlockingIOError:
+        return read_holder(run_dir)
+    finally:
+        os.close(descriptor)  # releases the shared lock, if it was granted
+
+
 def read_holder(run_dir: Path) -> str:
     try:
         return (run_dir / LOCK).read_text().strip() or "unknown"

@@ -66,16 +66,16 @@ class Settings:
 
 
 MAX_STEPS = 10**12  # a schedule's steps: far above any run, so that a typo (1e30) is one line, not an overflow
+MAX_WEIGHT = 1e6  # a weight or a capacity in nats: papers use at most 10^3; 1e300 would overflow the loss, not train
 
 
 def check_weights(settings: Settings, *names: str) -> None:
-    """Each named setting is a finite number >= 0 (a whole number of steps at most MAX_STEPS)."""
+    """Each named setting is a number from 0 to MAX_WEIGHT (a whole number of steps: to MAX_STEPS)."""
     for name in names:
         value = getattr(settings, name)
-        high = MAX_STEPS if isinstance(value, int) else math.inf
+        high = MAX_STEPS if isinstance(value, int) else MAX_WEIGHT
         if isinstance(value, bool) or not (0 <= value <= high and math.isfinite(value)):
-            most = f" and at most {MAX_STEPS:g}" if high == MAX_STEPS else ""
-            raise BetaVAEError(f"{name} must be a finite number >= 0{most}, got {value}; fix "
+            raise BetaVAEError(f"{name} must be a number from 0 to {high:g}, got {value}; fix "
                                f"--{name.replace('_', '-')}")
 
 
