@@ -98,3 +98,15 @@ def test_help_shows_each_objectives_settings_apart_and_defaults_as_typed(capsys)
     out = " ".join(capsys.readouterr().out.split())
     assert "--objective factorvae: FactorVAE (Kim and Mnih 2018): --gamma: the weight of the total correlation" in out
     assert "(default 35.0)" in out and "--hidden N,N (default 400)" in out and "(400,)" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "RUN", "--importance-samples", "100000000"], "at most 100000"),
+    (["evaluate", "RUN", "--repeats", "1000000000"], "at most 1000"),
+    (["sample", "RUN", "--sampler", "gmm", "--components", "1000000000"], "at most 1000"),
+    (["select", "A", "B", "--n", "1e12"], "expected a number"),
+])
+def test_counts_that_would_run_for_days_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert message in capsys.readouterr().err

@@ -90,3 +90,14 @@ def test_training_keeps_the_run_id_in_the_latents_file(run_dir):
     assert cli.main(["latent-map", str(run_dir)]) == 0
     with np.load(run_dir / run_figures.LATENTS) as stored:
         assert str(stored["run_id"]) == Run.open(run_dir).meta.run_id != ""
+
+
+@pytest.mark.parametrize("points, works", [(16, True), (4, False)])
+def test_a_tsne_map_of_few_images_is_drawn_or_refused_in_one_line(run_dir, points, works, capsys):
+    (run_dir / run_figures.LATENTS).unlink(missing_ok=True)
+    means = np.random.default_rng(0).normal(size=(points, 3)).astype(np.float32)
+    run_figures.add_latents(run_dir, 1, means, np.arange(points) % 4, Run.open(run_dir).meta.run_id)
+    assert cli.main(["latent-map", str(run_dir), "--method", "tsne"]) == (0 if works else 1)
+    err = capsys.readouterr().err
+    assert works or ("needs at least 10 images and this run's map has 4; draw it with --method pca" in err
+                     and len(err.strip().splitlines()) == 1)

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--draw", action="store_true", help="show draws of the likelihood (Bernoulli: 0/1 pixels) instead of means")
     sub.add_argument("--sampler", choices=samplers.NAMES, default=samplers.DEFAULT,
                      help=f"{samplers.HELP} (default {samplers.DEFAULT})")
-    sub.add_argument("--components", type=bounded(int, 1), help=samplers.COMPONENTS_HELP)
+    sub.add_argument("--components", type=bounded(int, 1, 1000), help=samplers.COMPONENTS_HELP)
     sub.add_argument("--digit", type=int,
                      help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
@@ -282,10 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="likelihoods, sample and representation quality of a run")
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluate.add_argument("--importance-samples", type=bounded(int, 0), default=1000, metavar="K",
+    evaluate.add_argument("--importance-samples", type=bounded(int, 0, 100_000), default=1000, metavar="K",
                           help="K of the importance-weighted bound (5000 for published numbers; 0 to skip)")
-    evaluate.add_argument("--repeats", type=bounded(int, 1), default=5, help="noise draws of the ELBO estimate")
-    evaluate.add_argument("--samples", type=bounded(int, 1), default=10000, help="generated images for sample quality")
+    evaluate.add_argument("--repeats", type=bounded(int, 1, 1000), default=5, help="noise draws of the ELBO estimate")
+    evaluate.add_argument("--samples", type=bounded(int, 1, 10**6), default=10000, help="generated images for sample quality")
     evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--classifier", help="classifier weights (default: the cached one for the data set)")
     evaluate.add_argument("--no-probes", action="store_true", help="skip the linear and k-NN probes")
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--variant", choices=["lasso", "spearman"], default="lasso",
                         help="similarity of two runs' latents: Lasso weights or Spearman correlations (default lasso, "
                              "disentanglement_lib's)")
-    select.add_argument("--n", type=bounded(int, 2), default=10000,
+    select.add_argument("--n", type=bounded(int, 2, 10**6), default=10000,
                         help="images of the shared sample, drawn from the first run's validation split (default 10000)")
     select.add_argument("--seed", type=SEED, default=0, help="seed of the sample")
     select.set_defaults(func=cmd_select)

@@ -210,7 +210,9 @@ def reduce_2d(means_by_epoch: dict[int, np.ndarray], method: str = "pca", seed: 
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        embed = lambda m: TSNE(n_components=2, init="pca", random_state=seed).fit_transform(m)  # noqa: E731
+        def embed(m: np.ndarray) -> np.ndarray:  # sklearn's perplexity (30) must stay below the points: fewer, less
+            return TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(m) - 1) / 3),
+                        random_state=seed).fit_transform(m)
     elif method == "umap":
         try:
             import umap

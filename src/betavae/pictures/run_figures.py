@@ -28,6 +28,7 @@ from ..training.callbacks import EpochEnd
 from . import draw as figures
 
 LATENTS = "latents.npz"
+MIN_MAP_POINTS = 10  # t-SNE and UMAP embed neighbourhoods: fewer images have none to speak of
 N_RECONSTRUCTIONS, N_SAMPLES, N_PAIRS, STEPS = 10, 64, 4, 16
 
 
@@ -101,6 +102,9 @@ def save_curves(run: Run) -> Path:
 
 def save_latent_map(run: Run, method: str = "pca") -> Path:
     means, labels = read_latents(run.path, run.config.latent_dim, run.meta.run_id)
+    if method in ("tsne", "umap") and len(labels) < MIN_MAP_POINTS:
+        raise BetaVAEError(f"a {method} map needs at least {MIN_MAP_POINTS} images and this run's map has "
+                           f"{len(labels)}; draw it with --method pca")
     try:
         embeddings, shared = figures.reduce_2d(means, method, run.config.seed)
     except ImportError as error:
