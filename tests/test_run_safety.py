@@ -38,9 +38,18 @@ def test_a_sweep_never_writes_into_a_users_folder_nor_through_a_link(npz, tmp_pa
     (precious / "thesis.txt").write_text("years of work")
     (tmp_path / "runs" / "link").symlink_to(precious)
     (tmp_path / "runs" / "file").write_text("a file")
+    other = tmp_path / "runs" / "other-tool"  # a folder another tool made, with its own sweep.json and summaries
+    other.mkdir()
+    (other / sweep.MARK).write_text('{"method": "grid", "parameters": {"lr": [0.1]}}')
+    (other / sweep.SUMMARY_CSV).write_text("their summary")
+    damaged = tmp_path / "runs" / "damaged"
+    damaged.mkdir()
+    (damaged / sweep.MARK).write_text("not json")
+    (damaged / sweep.SUMMARY_MD).write_text("a user's notes")
     before = contents(tmp_path)
     for name, message in (("u", "holds files but no betavae sweep"), ("link", "is a symbolic link"),
-                          ("file", "is not a folder")):
+                          ("file", "is not a folder"), ("other-tool", "holds files but no betavae sweep"),
+                          ("damaged", "holds files but no betavae sweep")):
         assert cli.main(tiny_sweep(npz, tmp_path / "runs", name)) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1

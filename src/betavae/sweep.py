@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -282,8 +283,20 @@ def open_sweep_folder(sweep_dir: Path) -> None:
     """Check the sweep folder, make it if new, and mark it as a sweep's own."""
     check_sweep_folder(sweep_dir)
     make_folder(sweep_dir)
-    if not (sweep_dir / MARK).is_file():
+    if not is_marked(sweep_dir):
         atomic.write_json(sweep_dir / MARK, {"format": 1, "betavae": __version__})
+
+
+def is_marked(sweep_dir: Path) -> bool:
+    """Whether the folder holds the mark betavae writes (a sweep.json of another tool, or damaged, is not it)."""
+    path = sweep_dir / MARK
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 4096:
+            return False
+        mark = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(mark, dict) and mark.get("format") == 1 and isinstance(mark.get("betavae"), str)
 
 
 def check_sweep_folder(sweep_dir: Path) -> None:
@@ -293,7 +306,7 @@ def check_sweep_folder(sweep_dir: Path) -> None:
         what = "a symbolic link" if sweep_dir.is_symlink() else "not a folder"
         raise BetaVAEError(f"{sweep_dir} is {what}; a sweep folder must be a real folder, so that nothing is written "
                            "outside it: choose another --name")
-    if not sweep_dir.is_dir() or (sweep_dir / MARK).is_file():
+    if not sweep_dir.is_dir() or is_marked(sweep_dir):
         return
     entries = list(sweep_dir.iterdir())
     points_made = [e for e in entries if POINT_FOLDER.fullmatch(e.name) and e.is_dir() and not e.is_symlink()]
