@@ -9,7 +9,7 @@ import betavae
 ROOT = Path(betavae.__file__).parent
 LAYERS = [  # lowest first; the layer of a module is that of its top-level module or package
     {"errors", "version"},
-    {"atomic"},  # its refusals are one-line errors
+    {"atomic", "checksums"},  # file writing and digests: its refusals are one-line errors
     {"data"},
     {"model"},  # built from any object with the fields it needs (networks.Architecture), so below config
     {"config"},  # holds the objective's settings classes

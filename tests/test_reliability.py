@@ -329,7 +329,9 @@ def test_odd_run_names_and_sweep_values_are_refused(npz, tmp_path, capsys):
     assert "gamma must be a number from 0 to 1e+06, got nan" in capsys.readouterr().err and not (tmp_path / "s").exists()
     from betavae import sweep
 
-    points = sweep.points(TINY, {"beta": ["1", "1.0", "2"]}, [0, 0])  # each resolved value once, as its type
+    with pytest.raises(BetaVAEError, match="asks for beta=1.0 with seed 0 twice"):  # one point, asked for twice
+        sweep.points(TINY, {"beta": ["1", "1.0", "2"]}, [0])
+    points = sweep.points(TINY, {"beta": ["1", "2"]}, [0])  # each value resolved to its type
     assert [p.changes for p in points] == [(("beta", 1.0),), (("beta", 2.0),)] and points[0].name == "beta-1-seed-0"
 
 

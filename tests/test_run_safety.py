@@ -74,6 +74,9 @@ def test_a_sweep_continues_the_folder_it_made_and_one_made_before_its_mark(npz, 
     (["--vary", "lr=1e-3,1e-2", "--lr", "5e-3"], "lr is both given (--lr) and varied"),
     (["--vary", "beta=1,,2"], "no empty value"),
     (["--beta", "1,"], "no empty value"),
+    (["--beta", "1,1"], "asks for beta=1.0 with seed 0 twice"),
+    (["--beta", "1,1.0"], "asks for beta=1.0 with seed 0 twice"),
+    (["--beta", "1,2", "--seeds", "3,3"], "with seed 3 twice"),
 ])
 def test_a_sweep_refuses_a_name_given_twice_or_an_empty_value(npz, tmp_path, capsys, argv, message):
     data = ["--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--epochs", "1"]

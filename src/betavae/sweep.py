@@ -80,7 +80,7 @@ def parse_vary(texts: Iterable[str]) -> dict[str, list[str]]:
 def points(base: Config, vary: Mapping[str, Sequence[Any]], seeds: Iterable[int]) -> list[Point]:
     """Every combination of the varied values and seeds, each once, each validated (values resolved to their types)
     before any folder is made."""
-    seeds = list(dict.fromkeys(seeds))
+    seeds = list(seeds)
     if not vary or not all(vary.values()):
         raise BetaVAEError("a sweep varies at least one value, e.g. --vary beta=0.5,1,4")
     if not seeds:
@@ -88,10 +88,15 @@ def points(base: Config, vary: Mapping[str, Sequence[Any]], seeds: Iterable[int]
     if "seed" in vary:
         raise BetaVAEError("vary seeds with --seeds, not --vary seed=...")
     chosen = []
-    for combination in itertools.product(*(list(dict.fromkeys(values)) for values in vary.values())):
+    for combination in itertools.product(*vary.values()):
         resolved = base.replace(**dict(zip(vary, combination)))  # refuses what the objective does not read
         chosen += [Point(tuple((key, value_of(resolved, key)) for key in vary), seed) for seed in seeds]
-    return list(dict.fromkeys(chosen))
+    repeated = next((point for i, point in enumerate(chosen) if point in chosen[:i]), None)
+    if repeated is not None:  # "1,1" or "1,1.0": one point asked for twice, which a summary would show once
+        shown = ", ".join(f"{key}={value}" for key, value in repeated.changes)
+        raise BetaVAEError(f"the sweep asks for {shown} with seed {repeated.seed} twice; give each value and seed "
+                           "once")
+    return chosen
 
 
 def value_of(config: Config, key: str) -> Any:

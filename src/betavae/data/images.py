@@ -196,7 +196,8 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise BetaVAEError(f"{path}: labels under {key!r} are {labels.dtype}, not integers; store class numbers "
                            "0, 1, 2, ... (map names to numbers first)")
-    if len(labels) and not 0 <= labels.min() <= labels.max() < MAX_CLASSES:
+    unlabelled = len(labels) and labels.min() == labels.max() == -1  # how betavae's cache stores images without labels
+    if len(labels) and not unlabelled and not 0 <= labels.min() <= labels.max() < MAX_CLASSES:
         raise BetaVAEError(f"{path}: labels under {key!r} run from {labels.min()} to {labels.max()}; store class "
                            f"numbers 0, 1, 2, ... below {MAX_CLASSES:,} (renumber them first)")
     return labels.astype(np.int64)
