@@ -225,3 +225,17 @@ def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
     upright = images.read_image(tmp_path / "portrait.jpg")
     assert upright.shape == (40, 20, 3)
     assert upright[:20, :, 0].mean() > 200 and upright[20:, :, 0].mean() < 50  # the red half now on top
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_images_resized_to_the_smallest_size_come_back_from_the_cache_as_they_went_in(tmp_path, colour):
+    """The cache is (N, C, H, W): 4x4 grey images, (N, 1, 4, 4), must not be read back by the layout rule of a user's
+    arrays (last axis 1, 3 or 4: channels), which made them 1x4 RGBA."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(12):
+        pixels = np.full((28, 28, 3), (20 * i, 5, 200), np.uint8) if colour else np.full((28, 28), 20 * i, np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    for _ in range(2):  # written to the cache, then read from it
+        data = registry.load(str(folder), val_size=2, image_size=4)
+        assert data.image_shape == ((3 if colour else 1), 4, 4)

@@ -340,7 +340,15 @@ def read_cache(folder: Path) -> RawData:
     if missing:
         raise BetaVAEError(f"cache {folder} lacks {', '.join(missing)}; it will be rebuilt")
     try:
-        return read_arrays(folder, 0, lambda line: None)
+        arrays = {key: load_array(folder / name) for key, name in ARRAY_FILES.items()}
+        for key in ("images", "test_images"):  # stored (N, C, H, W): read as such, never by the layout rule, which
+            array = arrays[key]  # would take 4x4 grey images, (N, 1, 4, 4), for 1x4 RGBA ones
+            if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] not in (1, 3) or \
+                    array.shape[1:] != arrays["images"].shape[1:]:
+                raise BetaVAEError(f"{key} is {array.dtype} of shape {array.shape}, not uint8 (N, C, H, W)")
+        images, test_images = arrays["images"], arrays["test_images"]
+        return RawData(images, _labels(arrays, ("labels",), len(images), folder),
+                       test_images, _labels(arrays, ("test_labels",), len(test_images), folder))
     except BetaVAEError as error:
         raise BetaVAEError(f"cache {folder} is unreadable ({error}); it will be rebuilt") from None
 
