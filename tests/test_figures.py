@@ -1,5 +1,7 @@
 """Each figure command on a tiny trained run of synthetic data: files exist, have the expected size, show what they claim."""
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -133,16 +135,24 @@ def test_interpolate_two_files(run_dir, tmp_path):
     (["interpolate", "{run}", "--pairs", "0:999"], "out of range"),
     (["interpolate", "{run}", "--images", "{wrong}", "{wrong}"], "but this model takes 12x12 images"),
     (["interpolate", "{run}", "--images", "{missing}", "{missing}"], "does not exist"),
+    (["interpolate", "{run}", "--images", "{right}", "{bomb}"], "guards against decompression bombs"),
+    (["interpolate", "{run}", "--images", "{wrong}", "{wrong}", "--pairs", "0:1"], "give --images or --pairs"),
     (["reconstruct", "{missing}"], "does not exist"),
     (["report", "{unfinished}"], "is running"),
 ])
 def test_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, argv, message):
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "right.png")
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "wrong.png")
+    bomb = bytearray((tmp_path / "right.png").read_bytes())  # its header claims 40000x40000 pixels
+    bomb[16:24] = (40000).to_bytes(4, "big") * 2
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")  # the IHDR chunk's checksum, so that it reads
+    (tmp_path / "bomb.png").write_bytes(bytes(bomb))
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / folder.CONFIG).write_text((run_dir / folder.CONFIG).read_text())
     folder.write_status(unfinished, "running", 1, 2)
-    names = dict(run=run_dir, wrong=tmp_path / "wrong.png", missing=tmp_path / "missing", unfinished=unfinished)
+    names = dict(run=run_dir, wrong=tmp_path / "wrong.png", missing=tmp_path / "missing", unfinished=unfinished,
+                 bomb=tmp_path / "bomb.png", right=tmp_path / "right.png")
     assert cli.main([a.format(**names) for a in argv]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("betavae: error:") and message in err and "\n" not in err

@@ -247,20 +247,22 @@ def nonempty_split(run: Run, name: str) -> datalib.Split:
 
 
 def image_file(run: Run, path: str | Path) -> torch.Tensor:
-    """A PNG as a (C,H,W) tensor in [0,1], grey or RGB as the model's images, refused unless it has their size."""
-    from PIL import UnidentifiedImageError
+    """An image file as a (C,H,W) tensor in [0,1], grey or RGB as the model's images, read as a data set's images are
+    (by meaning, upright, a decompression bomb refused), and refused unless it has their size."""
+    from ..data.images import read_image
 
     c, h, w = run.image_shape
-    try:
-        with Image.open(path) as picture:
-            array = np.asarray(picture.convert("L" if c == 1 else "RGB"), dtype=np.float32) / 255
-    except FileNotFoundError:
-        raise BetaVAEError(f"image {path} does not exist; check the path") from None
-    except (OSError, UnidentifiedImageError) as error:
-        raise BetaVAEError(f"{path} is not a readable image ({error})") from None
-    if array.shape[:2] != (h, w):
-        raise BetaVAEError(f"{path} is {array.shape[1]}x{array.shape[0]} but this model takes {w}x{h} images; "
+    if not Path(path).is_file():
+        raise BetaVAEError(f"image {path} does not exist (or is not a file); check the path")
+    pixels = read_image(Path(path))
+    if c == 1 and pixels.ndim == 3:
+        pixels = np.asarray(Image.fromarray(pixels).convert("L"))
+    elif c == 3 and pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    if pixels.shape[:2] != (h, w):
+        raise BetaVAEError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]} but this model takes {w}x{h} images; "
                            "resize it first")
+    array = pixels.astype(np.float32) / 255
     return torch.from_numpy(array.reshape(h, w, c)).permute(2, 0, 1).contiguous()
 
 
@@ -295,6 +297,9 @@ def interpolate(run: Run, pairs: list[tuple[int, int]] | None = None, files: lis
                 steps: int = STEPS, method: str = "linear") -> Path:
     if steps < 2:
         raise BetaVAEError(f"--steps must be at least 2 (the two endpoints), got {steps}")
+    if files and pairs:
+        raise BetaVAEError("give --images or --pairs, not both: the walk is between two files or between pairs of "
+                           "the run's images")
     if files:
         if len(files) != 2:
             raise BetaVAEError(f"--images takes exactly two PNG files, got {len(files)}")
