@@ -110,3 +110,16 @@ def test_counts_that_would_run_for_days_are_refused_before_any_work(argv, messag
     with pytest.raises(SystemExit):
         cli.main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fetch", "mnist", "--image-size", "32"], "resizes your own images only; mnist is kept as published"),
+    (["fetch", "some/folder", "--image-size", "2"], "must be 0 (as stored) or from 4 to 1024, got 2"),
+    (["classifier", "train", "--image-size", "1"], "must be 0 (as stored) or from 4 to 1024, got 1"),
+])
+def test_fetch_and_classifier_take_the_image_sizes_train_takes(argv, message, capsys):
+    try:
+        assert cli.main(argv) == 1
+    except SystemExit:
+        pass
+    assert message in capsys.readouterr().err

@@ -10,7 +10,7 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from .config import CONFIG_FIELDS, Config, resolve
+from .config import CONFIG_FIELDS, IMAGE_SIZES, Config, resolve
 from .data.registry import names_help as dataset_names
 from .model.decoders import HELP as LIKELIHOOD_HELP
 from .model.objectives import OBJECTIVES
@@ -106,6 +106,15 @@ def parse_pairs(text: str) -> list[tuple[int, int]]:
     if not pairs or any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"pairs look like 0:1,2:3, got {text!r}")
     return pairs
+
+
+def image_size(text: str) -> int:
+    """An argparse type: 0 (images as stored) or a side --image-size may resize to, as train checks it."""
+    low, high = IMAGE_SIZES
+    value = bounded(int, 0, high)(text)
+    if 0 < value < low:
+        raise argparse.ArgumentTypeError(f"must be 0 (as stored) or from {low} to {high}, got {text}")
+    return value
 
 
 def bounded(kind: type, low: float, high: float = math.inf):

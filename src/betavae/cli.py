@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import samplers
 from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bounded, config_from_args, data_dir,
-                        overrides_from_args, parse_indices, parse_pairs, parse_seeds)
+                        image_size, overrides_from_args, parse_indices, parse_pairs, parse_seeds)
 from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
 from .errors import BetaVAEError
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_train = classifier_commands.add_parser("train", help="train and cache it")
     classifier_train.add_argument("--dataset", default="mnist")
     classifier_train.add_argument("--data-dir", type=data_dir)
-    classifier_train.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
+    classifier_train.add_argument("--image-size", type=image_size, default=0, metavar="S",
                                   help="center-crop and resize your own images to SxS, as the runs it scores")
     classifier_train.add_argument("--val-size", type=bounded(int, 1, 10**9), default=5000)
     classifier_train.add_argument("--epochs", type=bounded(int, 1, 10**4), default=8)
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{dataset_names()} (default mnist)")
     fetch.add_argument("--data-dir", type=data_dir,
                        help="folder holding the data set's files (else $BETAVAE_DATA, else the cache)")
-    fetch.add_argument("--image-size", type=bounded(int, 0, 1024), default=0, metavar="S",
+    fetch.add_argument("--image-size", type=image_size, default=0, metavar="S",
                        help="your own images: center-crop and resize to SxS into the cache (as train --image-size)")
     fetch.set_defaults(func=cmd_fetch)
     return parser

@@ -151,6 +151,9 @@ def _check_size(name: str, image_shape: tuple[int, ...], image_size: int) -> Non
 
 def fetch(name: str, data_dir: str | None = None, image_size: int = 0) -> str:
     """Obtain a data set (and cache it); returns a one-line summary of what was obtained."""
+    if image_size and name in KNOWN:
+        raise BetaVAEError(f"--image-size resizes your own images only; {name} is kept as published: leave "
+                           "--image-size out")
     return lookup(name, image_size).fetch(data_dir)
 
 
