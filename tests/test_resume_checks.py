@@ -191,3 +191,17 @@ def test_a_read_command_on_a_run_being_trained_says_to_wait_not_to_resume(tmp_pa
         assert "trained now by process 12345; run this again when it has finished" in err and "--resume" not in err
     finally:
         os.close(trainer)
+
+
+@pytest.mark.parametrize("name", [folder.CONFIG, folder.STATUS, folder.METRICS_JSONL, folder.CHECKPOINT, "latents.npz",
+                                  "evaluation.json"])
+def test_a_fifo_in_place_of_a_run_file_is_refused_instead_of_blocking(tmp_path, npz, name, capsys):
+    import os
+
+    run_dir = fit(TINY.replace(dataset=str(npz), val_size=40), tmp_path / "r", **quiet)
+    (run_dir / name).unlink(missing_ok=True)
+    os.mkfifo(run_dir / name)  # a read of it would wait for a writer forever
+    for command in (["report", str(run_dir)], ["train", "--epochs", "2", "--resume", str(run_dir)]):
+        assert cli.main(command) == 1
+        err = capsys.readouterr().err
+        assert f"{name} is not a regular file (a FIFO" in err and len(err.strip().splitlines()) == 1

@@ -101,6 +101,7 @@ def read_meta(run_dir: str | Path) -> RunMeta:
                            "runs/<name>)")
     if not run_dir.is_dir():
         raise BetaVAEError(f"run folder {run_dir} does not exist; check the path (runs live under runs/<name>)")
+    check_regular_files(run_dir)
     path = run_dir / CONFIG
     try:
         saved = json.loads(path.read_text())
@@ -114,6 +115,16 @@ def read_meta(run_dir: str | Path) -> RunMeta:
         raise BetaVAEError(f"{path} is corrupt ({first_line(error, 120)}); restore it or train again") from None
     except OSError as error:
         raise BetaVAEError(f"{path} cannot be read ({error.strerror}); check the run folder") from None
+
+
+def check_regular_files(run_dir: Path) -> None:
+    """Refuse a run whose files include one that is not a file or a folder (a FIFO, a socket, a device, or a link to
+    one): reading it would block forever or never end."""
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise BetaVAEError(f"{path} is not a regular file (a FIFO, a socket or a device?); remove it, and restore "
+                               "the run's own file from a backup")
 
 
 def _saved_config(saved: dict[str, Any], path: Path) -> Config:
