@@ -43,7 +43,7 @@ DAMAGE = {  # the file's bytes -> what the line says
     "a .npy renamed": (lambda: npy_bytes(MEANS), "not an .npz archive"),
     "mismatched labels": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS[:20]), "for its 20 labels"),
     "pickled objects": (lambda: npz_bytes(epoch_1=MEANS, labels=np.array([{"x": 1}] * 30, dtype=object)),
-                        "allow_pickle=False"),
+                        "pickled data, which is never loaded"),
     "another latent size": (lambda: npz_bytes(epoch_1=np.zeros((30, 5), np.float32), labels=LABELS), "(30, 3)"),
     "no labels": (lambda: npz_bytes(epoch_1=MEANS), "no labels array"),
     "string labels": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS.astype(str)), "no labels array"),
@@ -54,6 +54,7 @@ DAMAGE = {  # the file's bytes -> what the line says
     "a run_id that is not a name": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, run_id=np.arange(3)),
                                     "its run_id is not a name"),
     "text": (lambda: b"not an archive", "latents.npz is damaged"),
+    "random bytes": (lambda: bytes(range(256)) * 4, "pickled data, which is never loaded"),
     "empty": (lambda: b"", "latents.npz is damaged"),
 }
 

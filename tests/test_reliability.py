@@ -79,7 +79,11 @@ def test_divergence_stops_the_run_and_keeps_the_good_weights(tmp_path, data):
     assert status["state"] == "failed" and "--lr" in status["message"]
     best = folder.load_checkpoint(run_dir, folder.BEST_CHECKPOINT)
     assert best["epoch"] >= 1 and all(torch.isfinite(v).all() for v in best["model"].values())
-    resume(run_dir, {"epochs": 3, "lr": 1e-3}, from_best=True, data=data, **quiet)
+    last = folder.read_metrics(run_dir)[-1]["epoch"]
+    said = []
+    resume(run_dir, {"epochs": 3, "lr": 1e-3}, from_best=True, data=data, log=said.append)
+    rollback = f"continuing from the best checkpoint, epoch {best['epoch']}: epochs {best['epoch'] + 1} to {last}"
+    assert any(rollback in line for line in said) == (last > best["epoch"])  # what is replaced is said
     assert folder.read_status(run_dir)["state"] == "finished"
     assert good.keys() == load_file(run_dir / folder.WEIGHTS).keys()
 
@@ -349,3 +353,9 @@ def test_a_read_only_run_folder_is_refused_before_any_work(tmp_path, npz, capsys
     err = capsys.readouterr().err
     assert "cannot be written (a read-only folder?)" in err and err.count("\n") == 1
     assert not encoded and sorted(p.name for p in run_dir.rglob("*")) == before  # no work done, nothing written
+
+
+@pytest.mark.parametrize("option", [["--runs", "elsewhere"], ["--name", "y"]])
+def test_options_a_resume_would_ignore_are_refused(option, capsys):
+    assert cli.main(["train", "--resume", "runs/x", *option]) == 1
+    assert f"{option[0]} cannot be used with --resume" in capsys.readouterr().err

@@ -28,8 +28,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         from .training.resuming import resumable_options
 
-        ignored = [option for option, given in (("--name", args.name), ("--preset", args.preset),
-                                                ("--config", args.config), ("--overwrite", args.overwrite)) if given]
+        ignored = [option for option, given in (("--name", args.name), ("--runs", args.runs != "runs"),
+                                                ("--preset", args.preset), ("--config", args.config),
+                                                ("--overwrite", args.overwrite)) if given]
         if ignored:
             raise BetaVAEError(f"{', '.join(ignored)} cannot be used with --resume, which continues {args.resume} "
                                "as it is; leave them out")

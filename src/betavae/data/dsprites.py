@@ -109,7 +109,7 @@ def read_original(path: Path) -> np.ndarray:
     try:
         with open_npz(path, "a dSprites npz", f"download {ORIGINAL_FILE} again") as stored:
             images, classes = stored["imgs"], stored["latents_classes"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError) as error:
         raise BetaVAEError(f"{path} is not a readable dSprites npz ({error}); download {ORIGINAL_FILE} again") from None
     if images.shape != (N_IMAGES, SIZE, SIZE) or classes.shape != (N_IMAGES, 6):
         raise BetaVAEError(f"{path} holds images {images.shape} and factors {classes.shape}; expected "

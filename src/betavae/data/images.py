@@ -123,7 +123,7 @@ def read_npz(path: str | Path, image_size: int = 0, log: Log = say) -> RawData:
     try:
         with open_npz(path, "an .npz file of arrays") as stored:
             arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError) as error:
         reason = "it holds Python objects, which are never loaded" if "allow_pickle" in str(error) else first_line(error)
         raise BetaVAEError(f"{path} is not a readable .npz file of arrays ({reason})") from None
     return from_arrays(arrays, path, image_size, log)

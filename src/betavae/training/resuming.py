@@ -97,6 +97,10 @@ class Resumed:
         """Put the checkpoint back into the trainer, once the images are known to fit the run's model."""
         check_image_shape(trainer.run_dir, self.meta, trainer.data.image_shape)
         if self.state is not None:
+            latest = self.records[-1]["epoch"] if self.records else 0
+            if self.from_best and self.state["epoch"] < latest:  # what a rollback discards, said before it does
+                trainer.log(f"betavae: continuing from the best checkpoint, epoch {self.state['epoch']}: epochs "
+                            f"{self.state['epoch'] + 1} to {latest} are trained again, and what they trained is replaced")
             checkpoint.restore(trainer, self.state, self.records, self.checkpoint_name)
 
     def write(self, run_dir: Path, data: datalib.Data, trainer: Trainer) -> None:
