@@ -23,7 +23,7 @@ from . import samplers
 from .config import Config
 from .errors import BetaVAEError
 from .model import VAE
-from .training import folder, lock
+from .training import folder, lock, weights
 from .training.callbacks import kl_per_dim
 
 SPLITS = ("train", "val", "test")
@@ -146,7 +146,7 @@ class Run:
 
     def load_model(self, device: str = "cpu") -> VAE:
         """A fresh copy of the model on a device (the cached `model` stays on the CPU)."""
-        return folder.load_weights(self.path, self.config, self.image_shape, device, self.meta.run_id)
+        return weights.load_weights(self.path, self.config, self.image_shape, device, self.meta.run_id)
 
     @cached_property
     def data(self) -> datalib.Data:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import BetaVAEError, first_line
-from ..training import folder
+from ..training import folder, weights
 from . import registry, store
 from .base import Codes, Draw, Sampler
 
@@ -35,7 +35,7 @@ def weights_digest(run: RunLike) -> str:
     try:
         return hashlib.sha256((run.path / folder.WEIGHTS).read_bytes()).hexdigest()
     except FileNotFoundError:
-        raise folder.no_weights(run.path) from None
+        raise weights.no_weights(run.path) from None
     except OSError as error:
         raise BetaVAEError(f"{run.path / folder.WEIGHTS} cannot be read ({error.strerror}); restore it, or write it "
                            f"again from the checkpoint with: betavae train --resume {run.path}") from None

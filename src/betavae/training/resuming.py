@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 from .. import data as datalib
 from ..config import Config, from_dict
 from ..errors import BetaVAEError
-from . import checkpoint, folder
+from . import checkpoint, folder, weights
 
 RESUMABLE_CHANGES = ("epochs", "lr", "time_budget", "device", "threads", "precision", "cuda_graphs")
 Trainer = Any  # a training.trainer.Trainer (fit.py builds it)
@@ -48,7 +48,7 @@ class Resumed:
         status = folder.read_status(run_dir)
         self.records = folder.read_metrics(run_dir, self.run_id)
         folder.check_metrics_reach(run_dir, self.records, status)
-        folder.check_owner(run_dir / folder.WEIGHTS, folder.weights_owner(run_dir), self.run_id)
+        folder.check_owner(run_dir / folder.WEIGHTS, weights.weights_owner(run_dir), self.run_id)
         self.state = self.read_state(run_dir, status)
         self.config = self.settle(run_dir, status)
 
@@ -109,7 +109,7 @@ class Resumed:
         fingerprint = datalib.fingerprint(data)
         check_data(run_dir, self.meta, fingerprint, self.data_changed_ok)
         if self.state is not None and self.state["partial"] is None and not (run_dir / folder.WEIGHTS).is_file():
-            folder.save_weights(run_dir, trainer.model, trainer.epoch, trainer.run_id)
+            weights.save_weights(run_dir, trainer.model, trainer.epoch, trainer.run_id)
         splits = {name: datalib.split_fingerprint(data.split(name)) for name in ("train", "val", "test")}
         folder.write_meta(run_dir, dataclasses.replace(
             self.meta, config=self.config, data_fingerprint=fingerprint, split_fingerprints=splits,

@@ -20,7 +20,7 @@ from ..config import Config
 from ..errors import BetaVAEError
 from ..model import decoders, networks, objectives
 from ..model.likelihood import Totals, elbo_terms
-from . import checkpoint, cuda_graphs, distributed, folder
+from . import checkpoint, cuda_graphs, distributed, folder, weights
 from .callbacks import Callback, EpochEnd, held_out
 from .interrupts import StopRequests
 
@@ -244,7 +244,7 @@ class Trainer:
         the held-out negative ELBO is the lowest so far (the ELBO, not the loss, whose KL weight may change)."""
         self.records.append(record)
         folder.write_metrics(self.run_dir, self.records, self.run_id)
-        folder.save_weights(self.run_dir, self.model, self.epoch, self.run_id)
+        weights.save_weights(self.run_dir, self.model, self.epoch, self.run_id)
         state = checkpoint.capture(self)
         folder.save_checkpoint(self.run_dir, state)
         if self.epoch > 0 and held_out(record)["neg_elbo"] <= min(held_out(r)["neg_elbo"] for r in self.records[1:]):
