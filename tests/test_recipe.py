@@ -137,6 +137,11 @@ def test_the_report_escapes_udr_json_and_leaves_out_one_naming_another_run(recip
     assert "Unsupervised Disentanglement Ranking" not in page and "<h2>Evaluation</h2>" not in page
     err = capsys.readouterr().err
     assert err.count(f"belongs to another run, run id {other[:12]}") == 2, err
+    (run_dir / RESULT).unlink()
+    for figures in ({"elbo": {"neg_elbo": float("nan")}}, {"elbo": {"neg_elbo": "NaN"}}, {"active_units": -7}):
+        (run_dir / "evaluation.json").write_text(json.dumps(figures))  # damaged numbers: left out, with a warning
+        page = (write_report(Run.open(run_dir))).read_text()
+        assert "<h2>Evaluation</h2>" not in page and "evaluation.json is damaged" in capsys.readouterr().err
 
 
 def test_a_rerun_with_other_settings_or_a_users_seed_folder_is_refused_before_any_training(recipe, tmp_path, capsys):

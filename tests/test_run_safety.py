@@ -4,6 +4,7 @@ refused by the run's identity, and bad paths are one line before any work."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -238,3 +239,59 @@ def test_training_into_a_folder_it_cannot_write_is_one_line(tmp_path, monkeypatc
         with lock.run_lock(run_dir, create=False):
             pass
     assert list(run_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("resume_it", [False, True])
+def test_a_link_inside_figures_is_refused_and_the_users_folder_untouched(npz, tmp_path, capsys, resume_it):
+    argv = ["train", "--dataset", str(npz), "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--val-size",
+            "20", "--runs", str(tmp_path), "--name", "r"]
+    assert cli.main(argv) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "epoch_000.png").write_text("my photo")
+    shutil.rmtree(tmp_path / "r" / "figures" / "samples")
+    (tmp_path / "r" / "figures" / "samples").symlink_to(mine)
+    again = ["train", "--epochs", "2", "--resume", str(tmp_path / "r")] if resume_it else [*argv, "--overwrite"]
+    assert cli.main(again) == 1
+    assert "figures/samples is a symbolic link inside the run's figures/" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["epoch_000.png"] and (mine / "epoch_000.png").read_text() == "my photo"
+
+
+def test_a_fifo_at_the_lock_file_never_blocks_training(npz, tmp_path):
+    import os
+
+    argv = ["train", "--dataset", str(npz), "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--val-size",
+            "20", "--runs", str(tmp_path), "--name", "r"]
+    assert cli.main(argv) == 0
+    os.mkfifo(tmp_path / "r" / ".lock")
+    assert cli.main(["train", "--epochs", "2", "--resume", str(tmp_path / "r")]) == 0  # would block on the open
+
+
+def test_names_longer_than_the_file_system_allows_are_one_line(npz, tmp_path, capsys):
+    long = str(tmp_path / ("a" * 300))
+    for argv in (["report", long], ["train", "--dataset", long + ".npz", "--runs", str(tmp_path)],
+                 ["train", "--config", long, "--runs", str(tmp_path)]):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert "betavae: error:" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_deeply_nested_config_file_is_one_line(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 100_000 + "]" * 100_000)
+    from betavae.config import load_file as load_config
+
+    with pytest.raises(BetaVAEError, match="nests arrays or tables too deeply"):
+        load_config(path)
+
+
+def test_a_read_only_figures_folder_is_refused_before_the_work(npz, tmp_path, capsys, monkeypatch):
+    import os
+
+    argv = ["train", "--dataset", str(npz), "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--val-size",
+            "20", "--runs", str(tmp_path), "--name", "r"]
+    assert cli.main(argv) == 0
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and Path(path).name != "figures")
+    assert cli.main(["sample", str(tmp_path / "r")]) == 1
+    assert "figures cannot be written (a read-only folder?)" in capsys.readouterr().err

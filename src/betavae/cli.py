@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -375,4 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("betavae: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"betavae: error: a path given is longer than the file system allows (a name over 255 bytes): "
+              f"{str(error.filename)[:60]}...; shorten it", file=sys.stderr)
+        return 1
     return 0

@@ -30,6 +30,7 @@ PRECISIONS = ("fp32", "bf16")
 # Seeds are 32-bit: numpy's are, and torch's generators take the same values.
 AT_MOST = {"latent_dim": 4096, "batch_size": 2**20, "epochs": 10**6, "val_size": 10**9, "threads": 1024,
            "latent_map_size": 10**7, "time_budget": 10**9, "seed": 2**32 - 1, "layer": 2**16}
+MAX_LR = 10.0  # to divide it by 10 after a divergence would otherwise loop for ever
 IMAGE_SIZES = (4, 1024)  # the sides --image-size may ask for (0 keeps the images as stored)
 
 
@@ -89,8 +90,8 @@ class Config:
             _check_range(name, getattr(self, name), 1)
         for name in ("epochs", "val_size", "seed", "threads", "latent_map_size", "time_budget"):
             _check_range(name, getattr(self, name), 0)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise BetaVAEError(f"lr must be a positive finite number, got {self.lr}; try --lr 1e-3")
+        if not (0 < self.lr <= MAX_LR and math.isfinite(self.lr)):  # beyond it Adam diverges at once, and the advice
+            raise BetaVAEError(f"lr must be a number above 0 and at most {MAX_LR:g}, got {self.lr}; try --lr 1e-3")
         for name, example in (("hidden", "400"), ("channels", "32,64")):
             widths = getattr(self, name)
             empty_ok = name == "channels"  # no channels: chosen by image size
@@ -327,6 +328,9 @@ def load_file(path: str | Path, base: Config | None = None) -> Config:
         raise BetaVAEError(f"config file {path} cannot be read ({error.strerror}); give the path of a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise BetaVAEError(f"config file {path} is not valid TOML ({error}); fix the file") from None
+    except RecursionError:
+        raise BetaVAEError(f"config file {path} nests arrays or tables too deeply for a configuration; fix the "
+                           "file") from None
     data = data.get("train", data)
     if not isinstance(data, dict):
         raise BetaVAEError(f"config file {path}: [train] must be a table of configuration keys")

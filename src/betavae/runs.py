@@ -89,9 +89,12 @@ class Run:
     def require_writable(self) -> None:
         """Refuse, before any work, a run folder this process cannot write into (mounted read-only, say): the
         commands that draw or score write their results beside the run."""
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise BetaVAEError(f"{self.path} cannot be written (a read-only folder?); commands that draw or score a run "
-                               "write beside it: copy the run folder somewhere writable and run the command on the copy")
+        places = [self.path, *(self.path / name for name in folder.RUN_FOLDERS if (self.path / name).is_dir())]
+        unwritable = next((place for place in places if not os.access(place, os.W_OK | os.X_OK)), None)
+        if unwritable is not None:
+            raise BetaVAEError(f"{unwritable} cannot be written (a read-only folder?); commands that draw or score a "
+                               "run write beside it: copy the run folder somewhere writable and run the command on the "
+                               "copy")
         folder.check_places(self.path)  # figures/ or samplers/ a symbolic link or a file: refused, never written through
 
     def require_finished(self) -> None:

@@ -186,7 +186,7 @@ def open_npz(path: Path, what: str, fix: str = "save it with np.savez(path, imag
     return np.load(path, allow_pickle=False)
 
 
-def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarray:
+def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path, cache: bool = False) -> np.ndarray:
     key = next((k for k in keys if k in arrays), None)
     if key is None:
         return np.full(n, -1, dtype=np.int64)
@@ -196,7 +196,7 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path) -> np.ndarr
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise BetaVAEError(f"{path}: labels under {key!r} are {labels.dtype}, not integers; store class numbers "
                            "0, 1, 2, ... (map names to numbers first)")
-    unlabelled = len(labels) and labels.min() == labels.max() == -1  # how betavae's cache stores images without labels
+    unlabelled = cache and len(labels) and labels.min() == labels.max() == -1  # the cache's images without labels
     if len(labels) and not unlabelled and not 0 <= labels.min() <= labels.max() < MAX_CLASSES:
         raise BetaVAEError(f"{path}: labels under {key!r} run from {labels.min()} to {labels.max()}; store class "
                            f"numbers 0, 1, 2, ... below {MAX_CLASSES:,} (renumber them first)")
@@ -347,8 +347,8 @@ def read_cache(folder: Path) -> RawData:
                     array.shape[1:] != arrays["images"].shape[1:]:
                 raise BetaVAEError(f"{key} is {array.dtype} of shape {array.shape}, not uint8 (N, C, H, W)")
         images, test_images = arrays["images"], arrays["test_images"]
-        return RawData(images, _labels(arrays, ("labels",), len(images), folder),
-                       test_images, _labels(arrays, ("test_labels",), len(test_images), folder))
+        return RawData(images, _labels(arrays, ("labels",), len(images), folder, cache=True),
+                       test_images, _labels(arrays, ("test_labels",), len(test_images), folder, cache=True))
     except BetaVAEError as error:
         raise BetaVAEError(f"cache {folder} is unreadable ({error}); it will be rebuilt") from None
 

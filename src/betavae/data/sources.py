@@ -6,6 +6,7 @@ in order, reports each failure, caches the first success, and fails with one lin
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -250,8 +251,18 @@ def write_cache(raw: RawData, path: Path) -> None:
 
 def fetch(spec: IdxDataset, data_dir: str | Path | None = None, cache: Path | None = None,
           log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> RawData:
-    """Try every source in order; cache and return the first that works, else fail listing what was tried."""
-    data_dir = data_dir or os.environ.get("BETAVAE_DATA")
+    """Try every source in order; cache and return the first that works, else fail listing what was tried. A folder
+    given by the caller (--data-dir) is the only source: data from elsewhere would not be what was asked for."""
+    if data_dir:
+        try:
+            raw = from_folder(spec, data_dir)
+        except BetaVAEError as error:
+            raise BetaVAEError(f"--data-dir {data_dir} does not hold {spec.name} ({error}); give the folder that holds "
+                               f"its files, or leave --data-dir out to use the cache or the download") from None
+        with contextlib.suppress(OSError):
+            write_cache(raw, cache_path(spec, cache))
+        return raw
+    data_dir = os.environ.get("BETAVAE_DATA")
     path = cache_path(spec, cache)
     sources: list[tuple[str, Callable[[], RawData]]] = []
     if data_dir:

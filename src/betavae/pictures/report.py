@@ -7,6 +7,7 @@ import base64
 import copy
 import html
 import json
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -176,13 +177,16 @@ def results_html(run: Run) -> str:
     """The sections of the results `betavae evaluate` and `betavae disentanglement` saved in the run, if any."""
     sections = ""
     evaluation = saved_result(run.path / folder.EVALUATION, f"betavae evaluate {run.path}", run.meta.run_id)
-    if evaluation is not None:
+    problem = evaluation_problem(evaluation) if evaluation is not None else ""
+    if problem:
+        damaged(run.path / folder.EVALUATION, problem, f"betavae evaluate {run.path}")
+    elif evaluation is not None:
         sections += f"<h2>Evaluation</h2><pre>{html.escape(json.dumps(evaluation, indent=2, sort_keys=True))}</pre>"
     disentanglement = saved_result(run.path / folder.DISENTANGLEMENT, f"betavae disentanglement {run.path}",
                                    run.meta.run_id)
     if disentanglement is not None:
         scores = disentanglement.get("scores")
-        if isinstance(scores, dict) and all(isinstance(v, (int, float)) for v in scores.values()):
+        if isinstance(scores, dict) and all(is_finite(v) for v in scores.values()):
             sections += "<h2>Disentanglement</h2>" + table(list(scores.items()))
         else:
             damaged(run.path / folder.DISENTANGLEMENT, "its scores are not a table of numbers",
@@ -221,6 +225,27 @@ def udr_problem(record: dict[str, Any], run: Run) -> str:
             and isinstance(against, dict) and all(is_number(value) for value in against.values())):
         return "its scores are not numbers"
     return ""
+
+
+EVALUATION_NUMBERS = ("neg_elbo", "neg_elbo_sd", "distortion", "rate", "bits_per_dim", "nll", "nll_sem")
+
+
+def evaluation_problem(evaluation: dict[str, Any]) -> str:
+    """What is wrong with an evaluation.json for the report ("" when nothing): its likelihood figures and active
+    units must be the finite numbers `betavae evaluate` writes."""
+    for key in ("elbo", "elbo_grey", "elbo_binarized", "iwae"):
+        section = evaluation.get(key)
+        if key in evaluation and not (isinstance(section, dict) and all(
+                is_finite(section[name]) for name in EVALUATION_NUMBERS if name in section)):
+            return f"its {key} figures are not finite numbers"
+    units = evaluation.get("active_units", 0)
+    if not (type(units) is int and units >= 0):
+        return "its active_units is not a count"
+    return ""
+
+
+def is_finite(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
 
 
 def is_number(value: Any) -> bool:

@@ -345,6 +345,10 @@ def check_places(run_dir: Path) -> None:
         if path.is_symlink() or path.exists() and not path.is_dir():
             raise BetaVAEError(f"{path} is a {'symbolic link' if path.is_symlink() else 'file'} where betavae keeps a "
                                "folder of the run's own; move it out of the way and run the command again")
+        link = next((p for p in path.rglob("*") if p.is_symlink()), None) if path.is_dir() else None
+        if link is not None:  # figures/samples -> the user's photos: the run's pictures would be written through it
+            raise BetaVAEError(f"{link} is a symbolic link inside the run's {name}/, where betavae writes; move it out "
+                               "of the way and run the command again")
 
 
 def remove_run_files(run_dir: Path) -> None:

@@ -96,6 +96,8 @@ def training_process(run_dir: Path) -> str | None:
 
 def read_holder(run_dir: Path) -> str:
     try:
+        if not (run_dir / LOCK).is_file():  # a FIFO or a device would block the read
+            return "unknown"
         return (run_dir / LOCK).read_text().strip() or "unknown"
     except (OSError, UnicodeDecodeError):
         return "unknown"
@@ -104,7 +106,8 @@ def read_holder(run_dir: Path) -> str:
 def write_holder(run_dir: Path) -> None:
     """Name this process in RUN/.lock (never through a symbolic link put in its place)."""
     try:
-        descriptor = os.open(run_dir / LOCK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        descriptor = os.open(run_dir / LOCK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             0o644)  # non-blocking: a FIFO put in its place never blocks the open
     except OSError:
         return  # only informative: the lock itself is held
     with os.fdopen(descriptor, "w") as stream:
