@@ -359,3 +359,11 @@ def test_a_read_only_run_folder_is_refused_before_any_work(tmp_path, npz, capsys
 def test_options_a_resume_would_ignore_are_refused(option, capsys):
     assert cli.main(["train", "--resume", "runs/x", *option]) == 1
     assert f"{option[0]} cannot be used with --resume" in capsys.readouterr().err
+
+
+def test_the_original_command_repeated_with_resume_continues_the_run(npz, tmp_path):
+    argv = ["train", "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2",
+            "--runs", str(tmp_path)]
+    assert cli.main([*argv, "--epochs", "1", "--name", "r"]) == 0
+    assert cli.main([*argv, "--epochs", "2", "--resume", str(tmp_path / "r")]) == 0  # its --runs is the run's folder
+    assert folder.read_status(tmp_path / "r")["epoch"] == 2

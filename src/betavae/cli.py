@@ -29,7 +29,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         from .training.resuming import resumable_options
 
-        ignored = [option for option, given in (("--name", args.name), ("--runs", args.runs != "runs"),
+        elsewhere = Path(args.runs).resolve() != Path(args.resume).resolve().parent  # the original command's --runs
+        ignored = [option for option, given in (("--name", args.name), ("--runs", args.runs != "runs" and elsewhere),
                                                 ("--preset", args.preset), ("--config", args.config),
                                                 ("--overwrite", args.overwrite)) if given]
         if ignored:
