@@ -164,7 +164,7 @@ def test_sample_command_with_each_sampler(run, capsys):
     for args, message in [(["--sampler", "class", "--digit", "9"], "--digit 9 is not one of this run's labels (0, 1, "
                                                                     "2, 3)"),
                           (["--digit", "1"], "--digit needs --sampler class"),
-                          (["--sampler", "gmm", "--components", "100000"], "more than the"),
+                          (["--sampler", "gmm", "--components", "1000"], "more than the"),
                           (["--components", "3"], "the prior has none")]:
         assert cli.main(["sample", str(run.path), *args]) == 1
         err = capsys.readouterr().err
