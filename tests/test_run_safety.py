@@ -295,3 +295,15 @@ def test_a_read_only_figures_folder_is_refused_before_the_work(npz, tmp_path, ca
     monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and Path(path).name != "figures")
     assert cli.main(["sample", str(tmp_path / "r")]) == 1
     assert "figures cannot be written (a read-only folder?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [(["--seeds", "-1"], "seed must be from 0"),
+                                            (["--backend", "bogus"], "invalid choice")])
+def test_a_refused_sweep_leaves_no_folder_and_no_mark(npz, tmp_path, capsys, extra, message):
+    argv = ["sweep", "--beta", "1,2", "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--epochs", "1",
+            "--runs", str(tmp_path), "--name", "s", *extra]
+    try:
+        assert cli.main(argv) == 1
+    except SystemExit:  # refused by the argument parser: before anything too
+        pass
+    assert message in capsys.readouterr().err and not (tmp_path / "s").exists()

@@ -18,6 +18,7 @@ link or a folder of a user's files is refused, so that no summary overwrites the
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import itertools
 import json
@@ -161,13 +162,26 @@ def sweep(base: Config, sweep_dir: str | Path, vary: Mapping[str, Sequence[Any]]
           ) -> list[dict]:
     """Run every point not yet finished, then write the summary and the rate-distortion figure (coloured by the
     first varied value)."""
-    sweep_dir = Path(sweep_dir)
+    sweep_dir, base = Path(sweep_dir), share_cores(base, jobs, backend)
     chosen = points(base, vary, seeds)
+    check_before_marking(base, sweep_dir, chosen, backend)
     open_sweep_folder(sweep_dir)
-    run_points(share_cores(base, jobs, backend), sweep_dir, chosen, backend, figures, jobs, log)
+    run_points(base, sweep_dir, chosen, backend, figures, jobs, log)
     rows = summarize(sweep_dir, chosen)
     write_summary(sweep_dir, rows, next(iter(vary)))
     return rows
+
+
+def check_before_marking(base: Config, sweep_dir: Path, chosen: list[Point], backend: str) -> None:
+    """Everything that can refuse a sweep, before its folder is made or marked: a refused command leaves no trace."""
+    check_sweep_folder(sweep_dir)
+    if backend not in ("local", "ray"):
+        raise BetaVAEError(f"unknown sweep backend {backend!r}; choose local or ray")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise BetaVAEError("--backend ray needs Ray, which is not installed: pip install 'betavae[ray]'")
+    for point in chosen:
+        point.config(base)  # validated: a seed out of range, say
+    check_points(base, sweep_dir, chosen)
 
 
 def check_points(base: Config, sweep_dir: Path, chosen: list[Point]) -> None:
@@ -268,6 +282,7 @@ def train_seeds(base: Config, parent: str | Path, seeds: Iterable[int], jobs: in
     base = share_cores(base, jobs, backend)
     if (parent / folder.CONFIG).is_file():
         raise BetaVAEError(f"{parent} is a run, not a folder of seeds; choose another --name")
+    check_before_marking(base, parent, chosen, backend)
     open_sweep_folder(parent)
     run_points(base, parent, chosen, backend, figures, jobs, log)
     result = select([parent / point.name for point in chosen], variant=variant, write_reports=figures, log=log)
