@@ -112,8 +112,8 @@ class Run:
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
-        """One record per finished epoch (epoch 0 is the untrained model); a finished run's must reach its last
-        epoch, so that figures and the report never show a history with epochs lost without a word."""
+        """One record per finished epoch (epoch 0 is the untrained model), reaching the last epoch status.json says
+        was completed, so that figures and the report never show a history with epochs lost without a word."""
         records = folder.read_metrics(self.path, self.meta.run_id)
         folder.check_metrics_reach(self.path, records, self.status)
         return records
