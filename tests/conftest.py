@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +64,22 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("BETAVAE_DATA", raising=False)
     torch.set_num_threads(1)
+
+
+class Blocked(BaseException):
+    """Raised in a test that waited too long (a FIFO opened, say): a failure, never a hang of the whole suite."""
+
+
+@contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fail the block when it runs past `seconds` (SIGALRM interrupts even a blocking open)."""
+    def blocked(signum, frame):
+        raise Blocked(f"still running after {seconds} s: blocked (on a FIFO?)")
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -184,3 +184,21 @@ def test_a_damaged_run_file_never_ends_in_a_traceback(finished_run, pattern, com
         lines = err.strip().splitlines()
         assert lines[-1].startswith("betavae: error: ") and "Traceback" not in err, err
         assert sum(line.startswith("betavae: error") for line in lines) == 1, err
+
+
+@pytest.mark.parametrize("damage", [("random bytes", b"{\"state\": \"fini"), ("empty",), ("json", [1, 2])])
+def test_a_damaged_status_is_named_with_the_resume_that_writes_it_again(finished_run, tmp_path, damage):
+    copy = damage_copy(finished_run, folder.STATUS, damage, tmp_path)
+    code, err = run_command("sample", copy)
+    assert code == 1 and f"{copy / folder.STATUS} is damaged" in err and "train --resume" in err, err
+    assert run_command("resume", copy)[0] == 0  # the advice works: status.json is written again
+    assert folder.read_status(copy)["state"] == "finished" and run_command("sample", copy)[0] == 0
+
+
+def test_a_missing_status_is_named(finished_run, tmp_path):
+    copy = damage_copy(finished_run, "nothing", ("empty",), tmp_path)
+    (copy / folder.STATUS).unlink()
+    code, err = run_command("report", copy)
+    assert code == 0 or f"{copy / folder.STATUS} is missing" in err, err
+    code, err = run_command("sample", copy)
+    assert code == 1 and f"{copy / folder.STATUS} is missing" in err, err

@@ -14,6 +14,8 @@ from betavae.errors import BetaVAEError
 from betavae.model.networks import build
 from betavae.runs import Run
 
+from .conftest import within
+
 COLOURS = np.array([[220, 30, 30], [30, 200, 40], [40, 50, 210]], np.uint8)  # one per class: red, green, blue
 
 
@@ -213,6 +215,26 @@ def test_class_folders_keep_their_sorted_position_and_hidden_folders_are_not_cla
     labels = sorted({label for label, _ in images.image_files(tmp_path / "f", said.append)})
     assert labels == [1, 2]
     assert any(".thumbnails" in line for line in said) and any("no images" in line and "0" in line for line in said)
+
+
+def test_special_files_with_an_image_name_and_links_above_the_folder_are_left_out_and_said(tmp_path):
+    """A FIFO named *.png would block the read and a dangling link would fail it; a link `up -> ..` would make the
+    folder a class of itself. Each is left out, and the log names it."""
+    import os
+    for name in ("cats", "dogs"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "f" / name / "a.png")
+    os.mkfifo(tmp_path / "f" / "cats" / "pipe.png")
+    (tmp_path / "f" / "dogs" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "f" / "up").symlink_to("..")
+    (tmp_path / "f" / "self").symlink_to(".")
+    said = []
+    with within(60):
+        files = images.image_files(tmp_path / "f", said.append)
+        assert len(images.read_folder(tmp_path / "f", log=said.append).train_images) >= 1
+    assert [(label, path.name) for label, path in files] == [(0, "a.png"), (1, "a.png")]
+    assert any("pipe.png" in line and "gone.png" in line and "not regular" in line for line in said), said
+    assert any("self" in line and "up" in line and "not classes" in line for line in said), said
 
 
 def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):

@@ -230,6 +230,31 @@ def test_a_full_disk_fails_the_run_in_one_line(tmp_path, data, monkeypatch):
     assert status["state"] == "failed" and "No space left" in status["message"]
 
 
+@pytest.mark.parametrize("write", ["write_metrics", "save_weights", "save_checkpoint", "best checkpoint"])
+def test_the_advised_resume_works_after_a_disk_fills_at_any_write_of_an_epoch(tmp_path, data, monkeypatch, write):
+    """Whichever of an epoch's files the full disk stops, the run's files stay consistent: `train --resume` (the
+    advice) trains that epoch again and finishes, with one metrics record per epoch."""
+    from betavae.training import trainer, weights
+    module = {"write_metrics": folder, "save_weights": weights}.get(write, folder)
+    name = write if write != "best checkpoint" else "save_checkpoint"
+    real = getattr(module, name)
+
+    def full_at_epoch_2(run_dir, *args, **kwargs):
+        epoch = json.loads((run_dir / folder.STATUS).read_text())["epoch"] if (run_dir / folder.STATUS).exists() else 0
+        best = len(args) > 1 and args[1] == folder.BEST_CHECKPOINT
+        if epoch >= 1 and (write != "best checkpoint" or best):
+            raise OSError(28, "No space left on device")
+        return real(run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, full_at_epoch_2)
+    with pytest.raises(BetaVAEError, match="No space left on device.*betavae train --resume"):
+        fit(TINY.replace(epochs=2), tmp_path / "r", data=data, **quiet)
+    monkeypatch.setattr(module, name, real)
+    resume(tmp_path / "r", data=data, **quiet)
+    assert folder.read_status(tmp_path / "r")["state"] == "finished"
+    assert [r["epoch"] for r in folder.read_metrics(tmp_path / "r")] == [0, 1, 2]
+
+
 def test_sampling_needs_no_training_data(tmp_path, npz, capsys):
     assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
     npz.unlink()

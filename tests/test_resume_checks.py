@@ -15,7 +15,7 @@ from betavae.config import Config
 from betavae.errors import BetaVAEError
 from betavae.training import fit, folder, resume
 
-from .conftest import synthetic_data, synthetic_images
+from .conftest import synthetic_data, synthetic_images, within
 
 TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=6)
 quiet = dict(log=lambda line: None)
@@ -202,6 +202,7 @@ def test_a_fifo_in_place_of_a_run_file_is_refused_instead_of_blocking(tmp_path, 
     (run_dir / name).unlink(missing_ok=True)
     os.mkfifo(run_dir / name)  # a read of it would wait for a writer forever
     for command in (["report", str(run_dir)], ["train", "--epochs", "2", "--resume", str(run_dir)]):
-        assert cli.main(command) == 1
+        with within(120):
+            assert cli.main(command) == 1
         err = capsys.readouterr().err
         assert f"{name} is not a regular file (a FIFO" in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,8 @@ from betavae.pictures import run_figures
 from betavae.runs import Run
 from betavae.training import fit, folder, resume
 
+from .conftest import within
+
 TINY = Config.of(hidden=(16,), latent_dim=3, batch_size=32, epochs=1, beta=1.0, seed=7, latent_map_size=40)
 quiet = dict(log=lambda line: None)
 
@@ -264,7 +266,8 @@ def test_a_fifo_at_the_lock_file_never_blocks_training(npz, tmp_path):
             "20", "--runs", str(tmp_path), "--name", "r"]
     assert cli.main(argv) == 0
     os.mkfifo(tmp_path / "r" / ".lock")
-    assert cli.main(["train", "--epochs", "2", "--resume", str(tmp_path / "r")]) == 0  # would block on the open
+    with within(120):
+        assert cli.main(["train", "--epochs", "2", "--resume", str(tmp_path / "r")]) == 0  # would block on the open
 
 
 def test_names_longer_than_the_file_system_allows_are_one_line(npz, tmp_path, capsys):

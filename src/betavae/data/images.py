@@ -206,10 +206,18 @@ def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path, cache: bool
 def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
     """(label, file) of every image in a folder: with subfolders holding images, each is a class labelled by its
     sorted position (the images at the top are left out, and `log` says so); else the images at the top, label -1."""
+    unreadable: list[str] = []  # FIFOs, sockets, devices and dangling links with an image's name: never opened
+
     def images_in(place: Path) -> list[Path]:
-        return sorted(p for p in place.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+        named = sorted(p for p in place.iterdir() if p.suffix.lower() in SUFFIXES)
+        unreadable.extend(str(p) for p in named if not p.is_file() and not p.is_dir() and str(p) not in unreadable)
+        return [p for p in named if p.is_file()]
 
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+    loops = [p.name for p in subfolders if p.is_symlink() and folder.resolve().is_relative_to(p.resolve())]
+    if loops:  # a link to the folder or above it would make the folder a class of itself
+        log(f"betavae: {folder}: links to the folder itself or above it are not classes, left out: {', '.join(loops)}")
+        subfolders = [p for p in subfolders if p.name not in loops]
     hidden = [p.name for p in subfolders if p.name.startswith((".", "__"))]  # .thumbnails, __MACOSX: not classes
     classes = [(c, images_in(c)) for c in subfolders if c.name not in hidden]
     if not any(paths for _, paths in classes):
@@ -225,6 +233,9 @@ def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
         log(f"betavae: {folder}: class folders with no images (their labels stay unused): {', '.join(empty)}")
     if classes and images_in(folder):
         log(f"betavae: {folder}: the images at the top are left out; the subfolders are the classes")
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+        log(f"betavae: not regular files (a FIFO, a socket, a device or a dangling link?), left out: {shown}")
     return files
 
 

@@ -92,6 +92,7 @@ def restore(trainer: Trainer, state: dict[str, Any], records: list[dict[str, Any
         raise BetaVAEError(f"{path} does not match this run's model ({first_line(error, 160)}); it belongs to another "
                            "run") from None
     trainer.epoch, trainer.step, trainer.partial = state["epoch"], state["step"], state["partial"]
+    trainer.saved_epoch = trainer.epoch
     trainer.trained_seconds = trainer.clock = state.get("trained_seconds", 0.0)
     trainer.out_of_time = state.get("out_of_time", False)
     torch.set_rng_state(state["rng_torch"])

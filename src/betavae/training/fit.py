@@ -149,8 +149,9 @@ def refusals_shared(context: distributed.Context, device: torch.device) -> Itera
 
 @contextmanager
 def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[None]:
-    """Training that stops on an error leaves status "failed" with the reason; a full disk or another OS error
-    becomes one line that says how to continue."""
+    """Training that stops on an error leaves status "failed" with the reason and the last epoch whose checkpoint was
+    written (so the advised resume accepts the files); a full disk or another OS error becomes one line that says how
+    to continue."""
     try:
         yield
     except (TrainingInterrupted, TrainingDiverged):
@@ -158,14 +159,14 @@ def failures_recorded(run_dir: Path, trainer: Trainer, main: bool) -> Iterator[N
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint of the epoch in progress
         if main:
             with suppress(OSError):
-                folder.write_status(run_dir, "interrupted", trainer.epoch, trainer.config.epochs,
+                folder.write_status(run_dir, "interrupted", trainer.saved_epoch, trainer.config.epochs,
                                     "stopped at once by a second Ctrl-C; resume continues from the last epoch")
         raise
     except Exception as error:
         reason = f"{type(error).__name__}: {first_line(error, 300)}"
         if main:
             with suppress(OSError):  # the disk may still be full
-                folder.write_status(run_dir, "failed", trainer.epoch, trainer.config.epochs, reason)
+                folder.write_status(run_dir, "failed", trainer.saved_epoch, trainer.config.epochs, reason)
         if isinstance(error, OSError):
             raise BetaVAEError(f"training {run_dir} stopped: {reason}; fix that (free disk space, say) and continue "
                                f"with: betavae train --resume {run_dir}") from None

@@ -307,9 +307,12 @@ def _read_json(path: Path) -> Any:
 
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's state and last completed epoch; "unknown" when status.json is missing or unreadable."""
-    unknown = {"state": "unknown", "epoch": -1, "epochs": -1, "message": ""}
-    status = _read_json(Path(run_dir) / STATUS)
-    return {**unknown, **status} if isinstance(status, dict) and isinstance(status.get("state"), str) else unknown
+    path = Path(run_dir) / STATUS
+    status = _read_json(path)
+    if isinstance(status, dict) and isinstance(status.get("state"), str):
+        return {"state": "unknown", "epoch": -1, "epochs": -1, "message": "", **status}
+    why = "is damaged (not the JSON betavae writes)" if path.is_file() else "is missing"
+    return {"state": "unknown", "epoch": -1, "epochs": -1, "message": f"{path} {why}"}
 
 
 def trained_epochs(status: dict[str, Any], records: list[dict[str, Any]]) -> int:

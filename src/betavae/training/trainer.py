@@ -91,6 +91,7 @@ class Trainer:
         # permutations, and so the same run, as float-stored ones.
         self.binarizer = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch, self.step = 0, 0
+        self.saved_epoch = 0  # the epoch of the latest checkpoint written: what a run that fails has completed
         self.trained_seconds = 0.0  # training time of the finished epochs (the time budget counts this)
         self.clock = 0.0  # training seconds so far as all ranks agree on them (the slowest rank's)
         self.out_of_time = False
@@ -240,15 +241,17 @@ class Trainer:
         self.context.barrier()
 
     def _save_epoch(self, record: dict[str, Any]) -> None:
-        """The record, the weights and the checkpoint, each atomically; the checkpoint again as the best one when
-        the held-out negative ELBO is the lowest so far (the ELBO, not the loss, whose KL weight may change)."""
+        """The record, the weights, the best checkpoint when the held-out negative ELBO is the lowest so far (the ELBO,
+        not the loss, whose KL weight may change) and the checkpoint, each atomically. The checkpoint comes last, so a
+        full disk at any write leaves the run at the epoch before, with files a resume accepts."""
         self.records.append(record)
         folder.write_metrics(self.run_dir, self.records, self.run_id)
         weights.save_weights(self.run_dir, self.model, self.epoch, self.run_id)
         state = checkpoint.capture(self)
-        folder.save_checkpoint(self.run_dir, state)
         if self.epoch > 0 and held_out(record)["neg_elbo"] <= min(held_out(r)["neg_elbo"] for r in self.records[1:]):
             folder.save_checkpoint(self.run_dir, state, folder.BEST_CHECKPOINT)
+        folder.save_checkpoint(self.run_dir, state)  # last: a write that fails before it leaves the epoch to redo
+        self.saved_epoch = self.epoch
 
     def _divergence(self, record: dict[str, Any]) -> float:
         """The held-out negative ELBO over the untrained model's (0 for the untrained model itself)."""
