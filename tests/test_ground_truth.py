@@ -90,7 +90,7 @@ def test_an_image_is_a_function_of_its_grid_index_whatever_the_batch(truth):
     assert torch.equal(stored[picked], expected[picked]) and torch.equal(stored.take(picked)[:], expected[picked])
     assert torch.equal(stored[5], expected[5])
     assert torch.equal(torch.cat(list(stored.split(10))), expected)
-    stored.CHUNK = 7  # painted a few at a time: the same images
+    stored.most_at_once = 7  # painted a few at a time: the same images
     assert torch.equal(stored[:], expected)
     assert stored.shape == (64, 3, 64, 64) and stored.is_floating_point()
 

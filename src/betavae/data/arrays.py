@@ -17,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .lazy import LazyImages
+
 
 BLOCK_BYTES = 64 << 20  # bytes per block of a pass over a whole array (a checksum)
 CHUNK_BYTES = 64 << 20  # float32 bytes per chunk of a pass over a whole split (mean image, fingerprint, validation)
@@ -49,11 +51,10 @@ def row_chunks(array: np.ndarray, max_bytes: int = BLOCK_BYTES) -> Iterator[np.n
         release(array)
 
 
-class ByteImages:
+class ByteImages(LazyImages):
     """uint8 images (N, C, H, W), in memory (a tensor) or memory-mapped (a read-only numpy array, with the positions
     of the chosen images when a few were taken), given out as float32 in [0, 1] one batch at a time."""
 
-    dtype = torch.float32  # of the images indexing gives
     eight_bit = True  # levels k/255 by construction
 
     def __init__(self, pixels: torch.Tensor | np.ndarray, positions: np.ndarray | None = None,
@@ -77,20 +78,20 @@ class ByteImages:
         return len(self.positions) if self.positions is not None else len(self.pixels)
 
     @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self), *self.pixels.shape[1:]))
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.pixels.shape[1:])
 
     @property
     def device(self) -> torch.device:
         return self._device if self.mapped else self.pixels.device
 
-    def is_floating_point(self) -> bool:
-        return True
+    @property
+    def most_at_once(self) -> int:
+        """As many images as CHUNK_BYTES hold as float32."""
+        return max(1, CHUNK_BYTES // (4 * max(1, self.shape[1:].numel())))
 
-    def __getitem__(self, index) -> torch.Tensor:
-        """The chosen images as float32 in [0, 1]: (N, C, H, W) for a slice or index tensor, (C, H, W) for an int."""
-        if isinstance(index, int):
-            return self[index:index + 1][0]
+    def batch(self, index) -> torch.Tensor:
+        """The chosen images as float32 in [0, 1]."""
         return self._bytes(index).to(self.device).float().div_(255.0)
 
     def _bytes(self, index) -> torch.Tensor:
@@ -118,12 +119,6 @@ class ByteImages:
         if not self.mapped:
             return ByteImages(self.pixels.to(device))
         return ByteImages(self.pixels, self.positions, device)
-
-    def split(self, size: int) -> Iterator[torch.Tensor]:
-        """Consecutive chunks of at most `size` images (and at most CHUNK_BYTES as float32), never the whole set."""
-        size = max(1, min(size, CHUNK_BYTES // (4 * max(1, self.shape[1:].numel()))))
-        for start in range(0, len(self), size):
-            yield self[start:start + size]
 
     def update_digest(self, digest: "hashlib._Hash") -> None:
         """Feed a digest exactly what a float32 tensor of these images gives (shape, dtype, bytes), chunk by chunk, so

@@ -3,7 +3,8 @@
 Images are float32 in [0,1], except data sets too large for that: binary ones (dSprites) stay bit-packed
 (`PackedImages`, a 32nd of the memory) and unpack to bool per batch, those painted from binary sprites
 (colour- and noisy-dSprites) stay packed and are painted per batch (`PaintedSprites`), and 8-bit images over
-IN_MEMORY_BYTES stay uint8, memory-mapped when their file is (`ByteImages`), and become float per batch; `as_float`
+IN_MEMORY_BYTES stay uint8, memory-mapped when their file is (`ByteImages`), and become float per batch, as do the
+ground-truth sets read from their own files (`StoredImages`). Each of these is a `LazyImages` (data/lazy.py); `as_float`
 turns a batch of any into what models take."""
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import torch
 
 from ..errors import BetaVAEError
 from .arrays import ByteImages, release
-from .packed import PackedImages, PaintedSprites
+from .lazy import LazyImages
 from .sources import RawData
 
-Images = torch.Tensor | PackedImages | PaintedSprites | ByteImages
+Images = torch.Tensor | LazyImages
 # uint8 splits up to this size become one float32 tensor (4 times as large; batches are slices of it, the fastest
 # path); larger ones stay uint8 and are converted per batch, memory-mapped when read from .npy files (data/arrays.py).
 IN_MEMORY_BYTES = 256 << 20

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
+from .lazy import LazyImages
+
 _SHIFTS: dict[torch.device, torch.Tensor] = {}  # per device, made once (a CUDA graph cannot copy to the GPU)
 
 
-class PackedImages:
-    """Binary images (N, C, H, W) stored as rows of packed bits (N, ceil(C*H*W / 8)) uint8."""
+class PackedImages(LazyImages):
+    """Binary images (N, C, H, W) stored as rows of packed bits (N, ceil(C*H*W / 8)) uint8, given out as bool."""
+
+    dtype = torch.bool
 
     def __init__(self, rows: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int]):
         with warnings.catch_warnings():  # a read-only memory-mapped cache is shared, not copied: nothing writes to it
@@ -35,24 +39,11 @@ class PackedImages:
         return len(self.rows)
 
     @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self), *self.image_shape))
-
-    @property
     def device(self) -> torch.device:
         return self.rows.device
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.bool
-
-    def is_floating_point(self) -> bool:
-        return False
-
-    def __getitem__(self, index) -> torch.Tensor:
-        """The chosen images unpacked, as bool: (N, C, H, W) for a slice or index tensor, (C, H, W) for an int."""
-        if isinstance(index, int):
-            return self[index:index + 1][0]
+    def batch(self, index) -> torch.Tensor:
+        """The chosen images unpacked, as bool."""
         return unpack_rows(self.rows[index], self.image_shape)
 
     def take(self, index) -> "PackedImages":
@@ -61,11 +52,6 @@ class PackedImages:
 
     def to(self, device: torch.device | str) -> "PackedImages":
         return PackedImages(self.rows.to(device), self.image_shape)
-
-    def split(self, size: int) -> Iterator[torch.Tensor]:
-        """Consecutive chunks of at most `size` images, each unpacked on its own (never the whole set at once)."""
-        for start in range(0, len(self), size):
-            yield self[start:start + size]
 
     def stored(self) -> tuple[torch.Tensor, ...]:
         """The tensors that determine the images: what a data fingerprint hashes."""
@@ -80,12 +66,11 @@ class Painter(Protocol):
     def paint(self, sprites: torch.Tensor, index: torch.Tensor) -> torch.Tensor: ...
 
 
-class PaintedSprites:
+class PaintedSprites(LazyImages):
     """Images made from bit-packed binary sprites by a painter that sees each sprite and its grid index alone, so an
     image is a function of its index: kept packed (plus the index, 8 bytes an image) and painted per batch."""
 
-    CHUNK = 256  # images painted at once (a painter may hold a few int64 tensors the size of its images)
-    dtype = torch.float32  # of the images indexing gives
+    most_at_once = 256  # images painted at once (a painter may hold a few int64 tensors the size of its images)
 
     def __init__(self, sprites: PackedImages, index: torch.Tensor, painter: Painter, channels: int):
         self.sprites, self.index, self.painter, self.channels = sprites, torch.as_tensor(index), painter, channels
@@ -96,25 +81,20 @@ class PaintedSprites:
         return len(self.sprites)
 
     @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self), self.channels, *self.sprites.image_shape[1:]))
+    def image_shape(self) -> tuple[int, ...]:
+        return (self.channels, *self.sprites.image_shape[1:])
 
     @property
     def device(self) -> torch.device:
         return self.sprites.device
 
-    def is_floating_point(self) -> bool:
-        return True
-
-    def __getitem__(self, index) -> torch.Tensor:
-        """The chosen images painted: (N, C, H, W) float32 for a slice or index tensor, (C, H, W) for an int."""
-        if isinstance(index, int):
-            return self[index:index + 1][0]
-        sprites, grid_index = self.sprites[index], self.index[index]
-        if len(sprites) <= self.CHUNK:
+    def batch(self, index) -> torch.Tensor:
+        """The chosen images painted, float32, at most `most_at_once` at a time."""
+        sprites, grid_index, chunk = self.sprites[index], self.index[index], self.most_at_once
+        if len(sprites) <= chunk:
             return self.painter.paint(sprites, grid_index)
-        return torch.cat([self.painter.paint(sprites[i:i + self.CHUNK], grid_index[i:i + self.CHUNK])
-                          for i in range(0, len(sprites), self.CHUNK)])
+        return torch.cat([self.painter.paint(sprites[i:i + chunk], grid_index[i:i + chunk])
+                          for i in range(0, len(sprites), chunk)])
 
     def take(self, index) -> "PaintedSprites":
         """The chosen images, still packed."""
@@ -122,12 +102,6 @@ class PaintedSprites:
 
     def to(self, device: torch.device | str) -> "PaintedSprites":
         return PaintedSprites(self.sprites.to(device), self.index.to(device), self.painter, self.channels)
-
-    def split(self, size: int) -> Iterator[torch.Tensor]:
-        """Consecutive chunks of at most `size` images (and at most CHUNK: a float copy of many is large)."""
-        size = min(size, self.CHUNK)
-        for start in range(0, len(self), size):
-            yield self[start:start + size]
 
     def stored(self) -> tuple[torch.Tensor, ...]:
         """The sprites, their grid indices and the painter's name: what a data fingerprint hashes."""

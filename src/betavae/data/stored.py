@@ -13,23 +13,23 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .. import atomic
 from ..errors import BetaVAEError, first_line
+from .lazy import LazyImages
 
 IDENTITY_SAMPLE = 64  # images hashed to identify a source in a data fingerprint (hashing gigabytes would take minutes)
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError)  # what h5py and numpy raise on a damaged or truncated file
 
 
-class StoredImages:
+class StoredImages(LazyImages):
     """Images (N, C, H, W) read on demand from `source` (positions `index`), as float32 in [0, 1] on `device`."""
 
-    dtype = torch.float32  # of the images indexing gives
-    CHUNK = 4096  # images converted at once by `split` (a float copy of many is large)
+    most_at_once = 4096  # images converted at once by `split` (a float copy of many is large)
 
     def __init__(self, source: Any, index: torch.Tensor, where: str, identity: str = "",
                  device: torch.device | str = "cpu"):
@@ -41,21 +41,16 @@ class StoredImages:
         return len(self.index)
 
     @property
-    def shape(self) -> torch.Size:
+    def image_shape(self) -> tuple[int, ...]:
         height, width, channels = self.source.shape[1:]
-        return torch.Size((len(self), channels, height, width))
+        return channels, height, width
 
     @property
     def device(self) -> torch.device:
         return self._device
 
-    def is_floating_point(self) -> bool:
-        return True
-
-    def __getitem__(self, index) -> torch.Tensor:
-        """The chosen images: (N, C, H, W) float32 for a slice or index tensor, (C, H, W) for an int."""
-        if isinstance(index, int):
-            return self[index:index + 1][0]
+    def batch(self, index) -> torch.Tensor:
+        """The chosen images read from the file, float32 in [0, 1]."""
         wanted = self.index[index.cpu() if isinstance(index, torch.Tensor) else index]
         pixels = torch.from_numpy(read_rows(self.source, wanted.numpy(), self.where))
         return pixels.permute(0, 3, 1, 2).contiguous().to(self._device).float().div_(255.0)
@@ -67,12 +62,6 @@ class StoredImages:
     def to(self, device: torch.device | str) -> "StoredImages":
         """The same images, converted on `device` (they stay in their file)."""
         return StoredImages(self.source, self.index, self.where, self.identity, device)
-
-    def split(self, size: int) -> Iterator[torch.Tensor]:
-        """Consecutive chunks of at most `size` images (and at most CHUNK), each read on its own."""
-        size = min(size, self.CHUNK)
-        for start in range(0, len(self), size):
-            yield self[start:start + size]
 
     def stored(self) -> tuple[torch.Tensor, ...]:
         """The source positions and the source's identity: what a data fingerprint hashes."""
