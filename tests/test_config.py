@@ -10,6 +10,8 @@ from .conftest import within
 @pytest.mark.parametrize("bad, message", [
     (dict(beta=-1), "beta must be a number from 0 to 1e\\+06"),
     (dict(latent_dim=0), "latent_dim must be from 1 to 4096"),
+    (dict(latent_map_size=0), "latent_map_size must be from 2 to 1e\\+07"),
+    (dict(latent_map_size=1), "latent_map_size must be from 2 to 1e\\+07"),
     (dict(arch="resnet"), "unknown arch 'resnet'"),
     (dict(activation="tanh"), "unknown activation 'tanh'; choose one of: relu, silu"),
     (dict(lr=0), "lr must be a number above 0 and at most 10"),

@@ -116,6 +116,17 @@ def test_every_file_a_run_writes_is_in_the_folders_list(tmp_path, data):
     assert folder.is_own_file("figures/.curves.png.k2_x9abc.tmp") and not folder.is_own_file("figures/.notes.png.a.tmp")
 
 
+def test_overwrite_keeps_files_named_like_betavaes_that_it_never_writes():
+    """Only names betavae writes are its own: a user's samples_epoch_1.png, or an epoch past the limit, is not."""
+    from betavae.samplers import registry
+    for name in ("figures/samples_epoch_1.png", "figures/samples_mine.png", "figures/samples/epoch_12345678.png",
+                 "figures/samples_gmm_x.png"):
+        assert not folder.is_own_file(name), name
+    for name in registry.NAMES:  # every sampler's figure is (the prior's is samples.png)
+        assert folder.is_own_file(f"figures/{registry.get(name).figure_name(None)}.png"), name
+        assert folder.is_own_file(f"figures/{registry.get(name).figure_name(3)}_drawn.png"), name
+
+
 def test_a_trained_run_without_its_checkpoint_is_not_trained_anew(tmp_path, data):
     run_dir = fit(TINY, tmp_path / "r", data=data, **quiet)
     (run_dir / folder.CHECKPOINT).unlink()

@@ -170,6 +170,28 @@ def test_evaluate_without_classifier_says_how_to_get_one(finished_run, capsys):
     assert "betavae classifier train" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("shape, classes, message", [
+    (None, 4, "no classifier at {file}; train one with: betavae classifier train --dataset {data} --out {file}"),
+    ((1, 16, 16), 4, "classifies images of 1x16x16 (channels x height x width), but {run} has images of 1x12x12"),
+    ((3, 12, 12), 4, "classifies images of 3x12x12"),
+    ((1, 12, 12), 3, "tells 3 classes (0 to 2), but {run} has label 3: it was trained on other labels"),
+])
+def test_evaluate_refuses_a_classifier_that_cannot_score_the_run_before_any_work(finished_run, tmp_path, shape,
+                                                                                  classes, message, capsys):
+    """A mistyped --classifier, one for another image size or channel count, or one of fewer classes than the run's
+    labels is one line, said at once (not after minutes of likelihood bounds), with advice that works."""
+    file = tmp_path / "other.safetensors"
+    if shape:
+        save_classifier(DigitClassifier(shape, classes=classes), file, 0.5)
+    run = finished_run / "run"
+    (run / "evaluation.json").unlink(missing_ok=True)
+    assert cli.main(["evaluate", str(run), "--importance-samples", "1000", "--repeats", "5",
+                     "--classifier", str(file)]) == 1
+    err = capsys.readouterr().err
+    assert message.format(file=file, run=run, data=finished_run / "data.npz") in err, err
+    assert len(err.strip().splitlines()) == 1 and not (run / "evaluation.json").exists()
+
+
 def test_sweep_runs_skips_and_summarises(finished_run, capsys):
     argv = ["sweep", "--beta", "0.5,2", "--seeds", "0", "--dataset", str(finished_run / "data.npz"),
             "--val-size", "60", "--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--runs", str(finished_run),

@@ -174,6 +174,18 @@ def test_metrics_that_lost_their_last_lines_are_refused_by_every_reader(tmp_path
     assert json.loads((run_dir / folder.STATUS).read_text())["epoch"] == 2  # nothing rewritten
 
 
+@pytest.mark.parametrize("order, where", [((0, 1, 1, 2), "line 3 (epoch 1 follows epoch 1"),
+                                          ((0, 2, 1), "line 2 (epoch 2 follows epoch 0")])
+def test_metrics_with_a_line_repeated_or_moved_are_refused_naming_it(tmp_path, npz, order, where, capsys):
+    run_dir = fit(TINY.replace(dataset=str(npz), val_size=40, epochs=2), tmp_path / "r", **quiet)
+    lines = (run_dir / folder.METRICS_JSONL).read_text().splitlines()
+    (run_dir / folder.METRICS_JSONL).write_text("".join(lines[i] + "\n" for i in order))
+    for command in (["curves"], ["train", "--epochs", "3", "--resume"]):
+        assert cli.main([*command, str(run_dir)]) == 1
+        err = capsys.readouterr().err
+        assert f"metrics.jsonl is damaged at {where}" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_read_command_on_a_run_being_trained_says_to_wait_not_to_resume(tmp_path, npz, capsys):
     import fcntl
     import os

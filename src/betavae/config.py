@@ -88,7 +88,8 @@ class Config:
                                f"not {type(self.objective_settings).__name__}")
         for name in ("latent_dim", "batch_size"):
             _check_range(name, getattr(self, name), 1)
-        for name in ("epochs", "val_size", "seed", "threads", "latent_map_size", "time_budget"):
+        _check_range("latent_map_size", self.latent_map_size, 2)  # a map of fewer points shows nothing
+        for name in ("epochs", "val_size", "seed", "threads", "time_budget"):
             _check_range(name, getattr(self, name), 0)
         if not (0 < self.lr <= MAX_LR and math.isfinite(self.lr)):  # beyond it Adam diverges at once, and the advice
             raise BetaVAEError(f"lr must be a number above 0 and at most {MAX_LR:g}, got {self.lr}; try --lr 1e-3")

@@ -111,11 +111,13 @@ def save_classifier(model: DigitClassifier, path: Path, test_accuracy: float) ->
     atomic.write_bytes(path, save_safetensors_bytes(state, metadata=metadata))
 
 
-def load_classifier(path: str | Path) -> tuple[DigitClassifier, float]:
-    """The cached classifier and its test accuracy; a clear error when it has not been trained yet."""
+def load_classifier(path: str | Path, dataset: str = "DATA") -> tuple[DigitClassifier, float]:
+    """The classifier at path and its test accuracy; a clear error, with the command that trains it, when there is
+    none."""
     path = Path(path)
     if not path.is_file():
-        raise BetaVAEError(f"no classifier at {path}; train it once with: betavae classifier train")
+        raise BetaVAEError(f"no classifier at {path}; train one with: betavae classifier train --dataset {dataset} "
+                           f"--out {path}")
     try:
         with safe_open(str(path), framework="pt") as stored:
             header = stored.metadata() or {}

@@ -22,7 +22,7 @@ from ..model.likelihood import active_units, bits_per_dim, elbo_terms, iwae_boun
 from ..model.objectives import negative_elbo
 from ..runs import Run
 from . import quality
-from .classifier import default_classifier, features_and_probabilities, load_classifier
+from .classifier import DigitClassifier, default_classifier, features_and_probabilities, load_classifier
 
 EVALUATION = "evaluation.json"
 FORMAT = 1  # the layout of evaluation.json
@@ -93,7 +93,7 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
                            ) -> dict[str, Any]:
     """Samples of each sampler against real images in the classifier's feature space, beside the real-against-real
     floor; for the class sampler also the share of each label's samples that the classifier gives that label."""
-    classifier, accuracy = load_classifier(classifier_file)
+    classifier, accuracy = classifier_for(run, classifier_file)
     train = run.split("train")
     n = min(n, len(split), len(train))
     features = lambda images: features_and_probabilities(classifier, datalib.as_float(images))  # noqa: E731
@@ -123,6 +123,23 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
     return section
 
 
+def classifier_for(run: Run, path: Path) -> tuple[DigitClassifier, float]:
+    """The classifier at path, refused in one line when it cannot score this run's images: another image shape, or
+    fewer classes than the run has labels (it was trained on other data)."""
+    classifier, accuracy = load_classifier(path, run.config.dataset)
+    fix = f"train one on this run's data: betavae classifier train --dataset {run.config.dataset} --out FILE"
+    if tuple(classifier.image_shape) != tuple(run.image_shape):
+        shape = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise BetaVAEError(f"{path} classifies images of {shape(classifier.image_shape)} (channels x height x width), "
+                           f"but {run.path} has images of {shape(run.image_shape)}; {fix}")
+    labels = [int(split.labels.max()) for split in (run.split("train"), run.split("test"))
+              if split.labelled and len(split)]
+    if labels and max(labels) >= classifier.classes:
+        raise BetaVAEError(f"{path} tells {classifier.classes} classes (0 to {classifier.classes - 1}), but "
+                           f"{run.path} has label {max(labels)}: it was trained on other labels; {fix}")
+    return classifier, accuracy
+
+
 def representation_section(model: VAE, train: datalib.Split, split: datalib.Split, seed: int) -> dict[str, Any]:
     """Probes trained on posterior means of the training split, tested on those of the evaluated split."""
     train_z, test_z = model.posterior_means(train.images), model.posterior_means(split.images)
@@ -148,16 +165,20 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
                               "images": len(target),
                               "seed": seed, "trained_on": config.pixels, "objective": run.objective,
                               "loss": run.describe_objective()}
+    classifier_file = Path(classifier) if classifier else default_classifier(config.dataset)
+    scored = classifier_file is not None and (bool(classifier) or classifier_file.is_file())
+    if scored:
+        classifier_for(run, classifier_file)  # a missing or unfit classifier is said before minutes of work
     result.update(likelihood_section(model, target, config.pixels, importance_samples, repeats, seed, log))
     result["active_units"] = active_units(torch.from_numpy(model.posterior_means(target.images)).double())
-    classifier_file = Path(classifier) if classifier else default_classifier(config.dataset)
-    if classifier_file is not None and (classifier or classifier_file.is_file()):
+    if scored:
         result["sample_quality"] = sample_quality_section(run, target, classifier_file, n_samples, seed)
     elif classifier_file is None:
         result["sample_quality"] = ("skipped: no classifier is known for this data set (train one with betavae "
                                     "classifier train --dataset DATA --out FILE, then pass --classifier FILE)")
     else:
-        result["sample_quality"] = f"skipped: no classifier at {classifier_file} (train one: betavae classifier train)"
+        result["sample_quality"] = (f"skipped: no classifier at {classifier_file} (train one: betavae classifier train "
+                                    f"--dataset {config.dataset})")
     if probes:
         train = run.split("train")
         if not (target.labelled and train.labelled):

@@ -44,12 +44,12 @@ RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT, METRICS_JSONL, METRIC
              DISENTANGLEMENT, LATENTS, UDR)
 RUN_FOLDERS = (FIGURES, SAMPLERS, TENSORBOARD)
 OWN_FILES = re.compile("|".join((  # paths under RUN_FOLDERS that betavae writes (pictures/, samplers/, tensorboard.py)
-    r"figures/(reconstructions|samples)/epoch_\d{3,}\.png",
+    r"figures/(reconstructions|samples)/epoch_\d{3,7}\.png",  # epochs 000 to 1,000,000
     r"figures/(reconstructions|samples|traversal)\.gif",
     r"figures/(reconstruction|interpolation(_linear|_spherical)?|traversal|curves|mutual_information"
     r"|traversal_factors)\.png",
     r"figures/latent_map_(pca|tsne|umap)\.png",
-    r"figures/samples(_[a-z]+(_-?\d+)?)?(_drawn)?\.png",
+    r"figures/samples(_(gmm|class)(_\d{1,6})?)?(_drawn)?\.png",  # `betavae sample`: its fitted samplers, a label
     r"samplers/[a-z]+-(default|\d+)-(full|diag|tied|spherical)\.safetensors",
     r"tensorboard/events\.out\.tfevents\.[^/]+",
 )))
@@ -265,6 +265,8 @@ def check_record(record: Any, previous: dict[str, Any] | None) -> dict[str, Any]
     for key in ("epoch", "step"):
         if not (_is_number(record.get(key)) and isinstance(record[key], int) and record[key] >= 0):
             raise ValueError(f"{key} is not a whole number")
+    if previous is not None and record["epoch"] != previous["epoch"] + 1:
+        raise ValueError(f"epoch {record['epoch']} follows epoch {previous['epoch']}: a line repeated, moved or lost")
     for key in ("lr", "kl_weight", "train_seconds", "images_per_second"):
         if record.get(key) is not None and not _is_number(record[key]):
             raise ValueError(f"{key} is not a number")
