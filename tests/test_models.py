@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +56,20 @@ def test_activation_is_used_in_every_hidden_layer(name):
     model = networks.build(preset(name).replace(activation="silu"), (1, 28, 28))
     assert activations(model) == {torch.nn.SiLU}
     assert model(torch.rand(2, 1, 28, 28))[0].shape == (2, 1, 28, 28)
+
+
+def test_a_model_larger_than_free_memory_is_refused_before_it_is_made(monkeypatch, tmp_path, capsys):
+    """Each width within bounds can still multiply to far too much (65536,65536 is 130 GiB to train): said in one
+    line, counted on the meta device, before any memory is taken."""
+    from betavae import cli
+
+    from .conftest import synthetic_images
+    monkeypatch.setattr(networks, "available_memory", lambda: 1 << 30)
+    x, y = synthetic_images(100, (28, 28))
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    argv = ["train", "--dataset", str(tmp_path / "d.npz"), "--val-size", "20", "--latent-dim", "2", "--epochs", "1",
+            "--no-figures", "--runs", str(tmp_path), "--name", "r"]
+    assert cli.main([*argv, "--hidden", "8192,8192"]) == 1
+    err = capsys.readouterr().err
+    assert "parameters: training it takes about 2.2 GiB" in err and "than the 1.0 GiB of memory free" in err, err
+    assert cli.main([*argv, "--hidden", "64"]) == 0  # a model that fits trains

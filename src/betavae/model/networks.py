@@ -224,14 +224,40 @@ class Architecture(Protocol):
     likelihood: str
 
 
+def check_fits_in_memory(parameters: int) -> None:
+    """Refuse a model whose training would take more memory than the machine has free: float32 weights, gradients
+    and Adam's two moments, 16 bytes a parameter (widths each within bounds can still multiply to far too much)."""
+    needed = 16 * parameters
+    available = available_memory()
+    if available and needed > available:
+        raise BetaVAEError(f"the model has {parameters:,} parameters: training it takes about {needed / 2**30:.1f} GiB "
+                           f"(weights, gradients and Adam's moments), more than the {available / 2**30:.1f} GiB of "
+                           "memory free; lower --hidden, --channels or --latent-dim")
+
+
+def available_memory() -> int:
+    """Bytes of memory free for a new allocation (Linux's MemAvailable), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
 def build(config: Architecture, image_shape: tuple[int, int, int]) -> VAE:
     """The model a configuration describes, for images of the given (C, H, W); a one-line error when it cannot be
     built (images too small for the convolutions, or layers too large for memory)."""
-    try:
+    def made() -> VAE:
         if config.arch == "conv":
             return build_conv(image_shape, config.latent_dim, config.hidden, config.channels, config.activation,
                               config.likelihood)
         return build_mlp(image_shape, config.latent_dim, config.hidden, config.activation, config.likelihood)
+
+    try:
+        with torch.device("meta"):  # its size, before any memory is taken
+            check_fits_in_memory(sum(p.numel() for p in made().parameters()))
+        return made()
     except ValueError as error:
         raise BetaVAEError(f"{error}, fewer --channels, or --arch mlp") from None
     except (RuntimeError, MemoryError) as error:
