@@ -88,6 +88,29 @@ def test_a_sweep_refuses_a_name_given_twice_or_an_empty_value(npz, tmp_path, cap
     assert message in err and err.count("\n") == 1 and not (tmp_path / "s").exists()
 
 
+def test_a_rerun_with_more_epochs_trains_the_finished_points_further_and_other_changes_are_refused(npz, tmp_path,
+                                                                                                    capsys):
+    """A sweep or `train --seeds` rerun with another --epochs, --lr or --time-budget never keeps the points trained
+    with the old settings as if they had the new ones: more epochs train them further, a change that would train
+    nothing is one line."""
+    data = ["--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2", "--runs", str(tmp_path)]
+    sweep_argv = ["sweep", "--beta", "1,4", "--seeds", "0", "--name", "s", *data]
+    seeds_argv = ["train", "--seeds", "1,2", "--name", "k", "--no-figures", *data]
+    for argv, points in ((sweep_argv, ("beta-1-seed-0", "beta-4-seed-0")), (seeds_argv, ("seed-1", "seed-2"))):
+        assert cli.main([*argv, "--epochs", "1"]) == 0
+        assert cli.main([*argv, "--epochs", "1", "--lr", "0.0005"]) == 1
+        err = capsys.readouterr().err
+        assert "has finished with lr 0.005; this rerun asks lr 0.0005, which would train nothing" in err, err
+        assert cli.main([*argv, "--epochs", "2"]) == 0
+        parent = tmp_path / argv[argv.index("--name") + 1]
+        for point in points:
+            assert [r["epoch"] for r in folder.read_metrics(parent / point)] == [0, 1, 2], point
+            assert folder.read_status(parent / point)["state"] == "finished"
+        weights = {p: (parent / p / folder.WEIGHTS).read_bytes() for p in points}
+        assert cli.main([*argv, "--epochs", "2"]) == 0  # the same settings: nothing trained again
+        assert weights == {p: (parent / p / folder.WEIGHTS).read_bytes() for p in points}
+
+
 def two_runs(tmp_path, data):
     """Two runs of the same configuration (so alike in every file but their identity)."""
     return [fit(TINY, tmp_path / name, data=data, **quiet) for name in ("a", "b")]

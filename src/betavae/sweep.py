@@ -36,7 +36,7 @@ from .errors import BetaVAEError
 from .evaluation.udr import RESULT as UDR_RESULT
 from .runs import Run
 from .training import folder, resume
-from .training.resuming import requested_config
+from .training.resuming import changed_fields, requested_config
 from .training.lock import make_folder
 from .version import __version__
 
@@ -110,12 +110,12 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
     from .api import default_callbacks, train
 
     run_dir = Path(sweep_dir) / point.name
-    if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished:
-        return str(run_dir)
     config = point.config(base)
+    if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished and not training_changes(run_dir, config):
+        return str(run_dir)
     if not (run_dir / folder.CONFIG).is_file():
         train(config, run_dir, figures=figures, report=False, tensorboard_log=False, progress=False)
-    else:  # started before: continued, and refused if its settings changed but for those a resume may change
+    else:  # started before, or finished and asked to train further: continued (check_points refused other changes)
         resume(run_dir, config.to_dict(), callbacks=default_callbacks(figures, report=False, tensorboard_log=False),
                figures=figures, progress=False)
     return str(run_dir)
@@ -193,8 +193,36 @@ def check_points(base: Config, sweep_dir: Path, chosen: list[Point]) -> None:
             raise BetaVAEError(f"{run_dir} is not a folder of a run; move it out of the way or choose another --name")
         if (run_dir / folder.CONFIG).is_file():
             requested_config(run_dir, Run.open(run_dir).config, point.config(base).to_dict())
+            check_trains_further(run_dir, point.config(base))
         elif run_dir.is_dir() and any(run_dir.iterdir()):
             raise BetaVAEError(f"{run_dir} holds files but no run; move them out of the way or choose another --name")
+
+
+TRAINING_CHANGES = ("epochs", "lr", "time_budget")  # what a rerun may change of a finished point, to train it further
+
+
+def training_changes(run_dir: Path, requested: Config) -> list[str]:
+    """The settings a rerun asks of a finished point that differ from those it was trained with."""
+    run = Run.open(run_dir)
+    changed = changed_fields(run.config, requested) if run.finished else []
+    return [name for name in changed if name in TRAINING_CHANGES]
+
+
+def check_trains_further(run_dir: Path, requested: Config) -> None:
+    """A finished point rerun with another --epochs, --lr or --time-budget is trained further with them (a resume),
+    never kept as if it had those settings; a change that would train nothing is refused in one line."""
+    changed = training_changes(run_dir, requested)
+    if not changed:
+        return
+    run = Run.open(run_dir)
+    trained, budget = run.status["epoch"], run.config.time_budget
+    more_time = "time_budget" in changed and budget and (not requested.time_budget or requested.time_budget > budget)
+    if requested.epochs > trained or more_time:
+        return
+    was = ", ".join(f"{name} {getattr(run.config, name)}" for name in changed)
+    asked = ", ".join(f"{name} {getattr(requested, name)}" for name in changed)
+    raise BetaVAEError(f"{run_dir} has finished with {was}; this rerun asks {asked}, which would train nothing: give "
+                       f"--epochs above {trained} to train the points further, or another --name for these settings")
 
 
 def run_points(base: Config, sweep_dir: Path, chosen: list[Point], backend: str = "local", figures: bool = False,
