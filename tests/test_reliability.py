@@ -4,6 +4,7 @@ and every bad input ends as one line."""
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,10 +83,25 @@ def test_divergence_stops_the_run_and_keeps_the_good_weights(tmp_path, data):
     last = folder.read_metrics(run_dir)[-1]["epoch"]
     said = []
     resume(run_dir, {"epochs": 3, "lr": 1e-3}, from_best=True, data=data, log=said.append)
-    rollback = f"continuing from the best checkpoint, epoch {best['epoch']}: epochs {best['epoch'] + 1} to {last}"
+    rollback = f"continuing from the best checkpoint, epoch {best['epoch']}: what epochs {best['epoch'] + 1} to {last}"
     assert any(rollback in line for line in said) == (last > best["epoch"])  # what is replaced is said
     assert folder.read_status(run_dir)["state"] == "finished"
     assert good.keys() == load_file(run_dir / folder.WEIGHTS).keys()
+
+
+def test_a_rollback_to_fewer_epochs_says_which_epochs_it_drops(tmp_path, data):
+    """--from-best --epochs 2 on a 4-epoch run whose best is epoch 1 trains epoch 2 again and drops 3 and 4: said so,
+    not "epochs 2 to 4 are trained again"."""
+    run_dir = tmp_path / "r"
+    fit(TINY, run_dir, data=data, **quiet)
+    shutil.copyfile(run_dir / folder.CHECKPOINT, tmp_path / "epoch-1.pt")
+    resume(run_dir, {"epochs": 4}, data=data, **quiet)
+    shutil.copyfile(tmp_path / "epoch-1.pt", run_dir / folder.BEST_CHECKPOINT)  # as if epoch 1 had been the best
+    said = []
+    resume(run_dir, {"epochs": 2}, from_best=True, data=data, log=said.append)
+    assert any("epochs 2 to 4 trained is replaced: the run now ends at epoch 2 (--epochs), so epoch 2 trained again, "
+               "and epochs 3 to 4 dropped" in line for line in said), said
+    assert [r["epoch"] for r in folder.read_metrics(run_dir)] == [0, 1, 2]
 
 
 def test_a_run_that_died_before_its_first_checkpoint_can_be_resumed_or_replaced(tmp_path, data, npz, capsys):

@@ -99,8 +99,7 @@ class Resumed:
         if self.state is not None:
             latest = self.records[-1]["epoch"] if self.records else 0
             if self.from_best and self.state["epoch"] < latest:  # what a rollback discards, said before it does
-                trainer.log(f"betavae: continuing from the best checkpoint, epoch {self.state['epoch']}: epochs "
-                            f"{self.state['epoch'] + 1} to {latest} are trained again, and what they trained is replaced")
+                trainer.log(rollback_note(self.state["epoch"], latest, self.config.epochs))
             checkpoint.restore(trainer, self.state, self.records, self.checkpoint_name)
 
     def write(self, run_dir: Path, data: datalib.Data, trainer: Trainer) -> None:
@@ -114,6 +113,20 @@ class Resumed:
         folder.write_meta(run_dir, dataclasses.replace(
             self.meta, config=self.config, data_fingerprint=fingerprint, split_fingerprints=splits,
             figures=self.figures, commands=(*self.meta.commands, list(sys.argv))))
+
+
+def rollback_note(best: int, latest: int, end: int) -> str:
+    """What continuing from the best epoch replaces: the epochs after it, trained again up to `end`, and those past
+    `end` dropped."""
+    def epochs(first: int, last: int) -> str:
+        return f"epoch {first}" if first == last else f"epochs {first} to {last}"
+
+    note = f"betavae: continuing from the best checkpoint, epoch {best}: what {epochs(best + 1, latest)} trained is "
+    if end >= latest:
+        return note + f"replaced, by {epochs(best + 1, end)} trained again"
+    trained_again = f"{epochs(best + 1, end)} trained again, and " if end > best else ""
+    return note + f"replaced: the run now ends at epoch {end} (--epochs), so {trained_again}{epochs(end + 1, latest)} " \
+                  "dropped"
 
 
 def requested_config(run_dir: Path, saved: Config, changes: Mapping[str, Any]) -> Config:
