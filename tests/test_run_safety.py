@@ -116,6 +116,17 @@ def two_runs(tmp_path, data):
     return [fit(TINY, tmp_path / name, data=data, **quiet) for name in ("a", "b")]
 
 
+def test_a_config_copied_in_from_another_run_is_the_file_named(tmp_path, data):
+    """metrics.jsonl and model.safetensors agree against config.json: config.json is the one copied in, and the
+    error names it rather than sending the user to restore files that are the run's own."""
+    a, b = two_runs(tmp_path, data)
+    shutil.copyfile(b / folder.CONFIG, a / folder.CONFIG)
+    for read in (lambda: resume(a, {"epochs": 2}, data=data, **quiet), lambda: Run.open(a, data=data).metrics):
+        with pytest.raises(BetaVAEError, match=f"{a / folder.CONFIG} belongs to another run .*restore this run's own "
+                                               f"{folder.CONFIG}"):
+            read()
+
+
 @pytest.mark.parametrize("name", [folder.METRICS_JSONL, folder.WEIGHTS])
 def test_a_file_copied_in_from_another_run_is_refused(tmp_path, data, name):
     a, b = two_runs(tmp_path, data)

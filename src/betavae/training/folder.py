@@ -171,8 +171,27 @@ def check_owner(path: Path, owner: Any, run_id: str) -> None:
     """Refuse a run file that another run wrote (copied in?): it names another run id than the run's config.json.
     Files and runs from before run ids existed name none, and pass."""
     if run_id and owner and owner != run_id:
+        others = [p for p in (path.parent / METRICS_JSONL, path.parent / WEIGHTS) if p != path]
+        agreeing = next((p.name for p in others if file_owner(p) == owner), None)
+        if agreeing:  # two files against config.json: it is the one copied in
+            raise BetaVAEError(f"{path.parent / CONFIG} belongs to another run (copied in?): {path.name} and {agreeing} "
+                               f"carry run id {str(owner)[:12]}, it {run_id[:12]}; restore this run's own {CONFIG}")
         raise BetaVAEError(f"{path} belongs to another run (its run id is {str(owner)[:12]}, this run's "
                            f"{run_id[:12]}; copied in?); restore this run's own {path.name}, or train a new run")
+
+
+def file_owner(path: Path) -> str:
+    """The run id in metrics.jsonl's first line or in model.safetensors' metadata ("" when none, or unreadable)."""
+    if not path.is_file():  # never opened when it is a FIFO
+        return ""
+    try:
+        with open(path, "rb") as stream:
+            if path.name != WEIGHTS:
+                return str(json.loads(stream.readline()).get("run_id", ""))
+            header = json.loads(stream.read(min(int.from_bytes(stream.read(8), "little"), 1 << 20)))
+            return str((header.get("__metadata__") or {}).get("run_id", ""))
+    except (OSError, ValueError, AttributeError):  # JSON and UTF-8 decoding errors are ValueErrors
+        return ""
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], name: str = CHECKPOINT) -> None:

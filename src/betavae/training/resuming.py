@@ -48,7 +48,7 @@ class Resumed:
         status = folder.read_status(run_dir)
         self.records = folder.read_metrics(run_dir, self.run_id)
         folder.check_metrics_reach(run_dir, self.records, status)
-        folder.check_owner(run_dir / folder.WEIGHTS, weights.weights_owner(run_dir), self.run_id)
+        folder.check_owner(run_dir / folder.WEIGHTS, folder.file_owner(run_dir / folder.WEIGHTS), self.run_id)
         self.state = self.read_state(run_dir, status)
         self.config = self.settle(run_dir, status)
 

@@ -52,12 +52,3 @@ def no_weights(run_dir: Path) -> BetaVAEError:
     """What a command that needs the weights says when they are missing: the repair that writes them again."""
     return BetaVAEError(f"{run_dir} has no {WEIGHTS} (not written yet, or deleted); write it again from the run's "
                         f"checkpoint with: betavae train --resume {run_dir}")
-
-
-def weights_owner(run_dir: Path) -> str:
-    """The run id kept in model.safetensors ("" when it has none or cannot be read: readers then say what is wrong)."""
-    try:
-        with safe_open(str(run_dir / WEIGHTS), framework="pt") as stored:
-            return (stored.metadata() or {}).get("run_id", "")
-    except (SafetensorError, ValueError, OSError, RuntimeError):
-        return ""
