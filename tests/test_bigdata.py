@@ -12,7 +12,7 @@ from PIL import Image
 
 from betavae import api
 from betavae.config import Config, preset
-from betavae.data import arrays, dataset, fingerprint, images, registry, split_fingerprint
+from betavae.data import arrays, dataset, fingerprint, image_cache, images, registry, split_fingerprint
 from betavae.data.arrays import ByteImages, mapping_of
 from betavae.data.dataset import Split
 from betavae.errors import BetaVAEError
@@ -62,6 +62,24 @@ def test_mapped_batches_equal_the_in_memory_ones(tmp_path, monkeypatch):
     assert torch.equal(mapped.train.images[4], in_memory.train.images[4])
 
 
+def test_an_array_changed_in_the_cache_is_rebuilt_not_trained_on(tmp_path):
+    """An entry's array replaced by a valid one of the same shape (all black, say) is told from the one betavae wrote
+    by its length and modification time, and rebuilt from the user's images, which did not change."""
+    pictures = np.random.default_rng(2).integers(0, 256, (12, 10, 10), dtype=np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, picture in enumerate(pictures):
+        Image.fromarray(picture).save(folder / f"{i}.png")
+    decoded = images.read_folder(folder)
+    entry = next((tmp_path / "cache" / "betavae" / "images").iterdir()) if image_cache.cached(folder) else None
+    np.save(entry / "train_images.npy", np.zeros_like(decoded.train_images))
+    said = []
+    again = image_cache.cached(folder, log=said.append)
+    assert any("was changed after it was written; it will be rebuilt" in line for line in said), said
+    assert np.array_equal(again.train_images, decoded.train_images)
+    assert image_cache.cached(folder, log=said.append) and len(said) == 1  # rebuilt once, then read as it is
+
+
 def test_the_cache_is_read_memory_mapped_and_gives_the_decoded_images(tmp_path, monkeypatch):
     pictures = np.random.default_rng(1).integers(0, 256, (12, 10, 10, 3), dtype=np.uint8)
     folder = tmp_path / "photos"
@@ -69,8 +87,8 @@ def test_the_cache_is_read_memory_mapped_and_gives_the_decoded_images(tmp_path, 
     for i, picture in enumerate(pictures):
         Image.fromarray(picture).save(folder / f"{i}.png")
     decoded = images.read_folder(folder)
-    raw = images.cached(folder)  # decoded, written to the cache, read back from it
-    again = images.cached(folder)
+    raw = image_cache.cached(folder)  # decoded, written to the cache, read back from it
+    again = image_cache.cached(folder)
     for part in ("train_images", "test_images"):
         assert mapping_of(getattr(raw, part)) is not None and mapping_of(getattr(again, part)) is not None
         assert np.array_equal(getattr(again, part), getattr(decoded, part))
@@ -101,11 +119,11 @@ def test_a_truncated_npy_is_one_line_and_an_incomplete_cache_entry_is_rebuilt(tm
     with pytest.raises(BetaVAEError, match=r"train_images.npy is not a readable .npy array \(mmap length"):
         registry.load(str(tmp_path / "arrays"), val_size=2)
     (tmp_path / "arrays" / "train_images.npy").write_bytes(whole)
-    first = images.cached(tmp_path / "arrays", image_size=4)  # resized: cached as a folder of arrays
+    first = image_cache.cached(tmp_path / "arrays", image_size=4)  # resized: cached as a folder of arrays
     entry = next((tmp_path / "cache" / "betavae" / "images").iterdir())
     (entry / "test_labels.npy").unlink()
     notes = []
-    again = images.cached(tmp_path / "arrays", image_size=4, log=notes.append)
+    again = image_cache.cached(tmp_path / "arrays", image_size=4, log=notes.append)
     assert len(notes) == 1 and "lacks test_labels.npy; it will be rebuilt" in notes[0]
     assert (entry / "test_labels.npy").is_file() and np.array_equal(again.train_images, first.train_images)
 

@@ -1,7 +1,7 @@
 """The user's own images: an .npz of arrays, a folder of .npy arrays (memory-mapped: data larger than memory), or a
 folder of PNG, JPEG or WebP files (one subfolder per class, optionally). Images are kept as uint8 (N, C, H, W), C = 1
 (grey) or 3 (RGB); `--image-size` center-crops and resizes them once, on load, and the result is cached as a folder of
-.npy arrays, read memory-mapped (`cached`).
+.npy arrays, read memory-mapped (image_cache.py).
 
 An image file is read by what its pixels mean, whatever mode Pillow opens it in: 16-bit grey is scaled to 0..255 (not
 clipped); palette images through their palette (and its transparency). An image with transparency whose visible part
@@ -14,7 +14,6 @@ grey images converted.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import sys
 import warnings
@@ -25,9 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import atomic
 from ..errors import BetaVAEError, first_line
-from . import sources
 from .sources import RawData
 
 Log = Callable[[str], None]
@@ -37,7 +34,6 @@ INK_SPREAD = 8  # visible pixels within this many levels of one colour (per chan
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA (composited over black)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_CLASSES = 1_000_000  # labels are class numbers: counts per class are kept, so a label is an index, not an id
-CACHE_VERSION = 4  # bump when reading or resizing changes, so that cached images are read again
 
 IMAGE_KEYS = ("images", "x", "x_train", "imgs")
 # A folder of .npy arrays (the cache's format): each file and the key its array is read under.
@@ -159,14 +155,14 @@ def from_arrays(arrays: dict[str, np.ndarray], path: Path, image_size: int = 0, 
     if image_key is None:
         raise BetaVAEError(f"{path} has no images; store them under one of: {', '.join(IMAGE_KEYS)}")
     images = resized(to_uint8(arrays[image_key], str(path), log), image_size)
-    labels = _labels(arrays, LABEL_KEYS, len(images), path)
+    labels = read_labels(arrays, LABEL_KEYS, len(images), path)
     if "test_images" not in arrays:
         return split_off_test(images, labels)
     test_images = resized(to_uint8(arrays["test_images"], str(path), lambda line: None), image_size)
     if test_images.shape[1:] != images.shape[1:]:
         raise BetaVAEError(f"{path}: test_images are {test_images.shape[1:]}, training images {images.shape[1:]} "
                            "(channels, height, width); store both alike")
-    return RawData(images, labels, test_images, _labels(arrays, ("test_labels",), len(test_images), path))
+    return RawData(images, labels, test_images, read_labels(arrays, ("test_labels",), len(test_images), path))
 
 
 def open_npz(path: Path, what: str, fix: str = "save it with np.savez(path, images=array)") -> np.lib.npyio.NpzFile:
@@ -186,7 +182,7 @@ def open_npz(path: Path, what: str, fix: str = "save it with np.savez(path, imag
     return np.load(path, allow_pickle=False)
 
 
-def _labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path, cache: bool = False) -> np.ndarray:
+def read_labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path, cache: bool = False) -> np.ndarray:
     key = next((k for k in keys if k in arrays), None)
     if key is None:
         return np.full(n, -1, dtype=np.int64)
@@ -319,69 +315,3 @@ def scale_16_bit(levels: np.ndarray, source: str) -> np.ndarray:
     if levels.size and (levels.min() < 0 or levels.max() > 65535):
         raise BetaVAEError(f"{source}: grey levels from {levels.min()} to {levels.max()} are not 16-bit (0 to 65535)")
     return np.rint(levels * (255 / 65535)).astype(np.uint8)
-
-
-def cached(path: Path, image_size: int = 0, cache: Path | None = None, log: Log = say) -> RawData:
-    """The user's images at `image_size` (0: as stored), decoded once: a folder of image files, or an .npz or a folder
-    of arrays to resize, is kept in the data cache under `cache_key` as a folder of .npy arrays and read from it
-    memory-mapped, so that changed files or another size never share an entry (a folder of arrays read as stored is
-    mapped where it is, and an .npz read as stored is as fast to read as the cache: neither is copied)."""
-    read = read_arrays if is_arrays_folder(path) else read_npz if path.suffix == ".npz" else read_folder
-    if not path.exists() or (read is not read_folder and not image_size):
-        return read(path, image_size, log)
-    target = (cache or sources.cache_dir()) / "images" / cache_key(path, image_size)
-    try:
-        return read_cache(target)
-    except BetaVAEError as error:
-        if target.exists():
-            log(f"betavae: {error}")
-    raw = read(path, image_size, log)
-    try:
-        write_cache(raw, target)
-    except OSError as error:
-        log(f"betavae: could not write the cache {target} ({error}); continuing without it")
-        return raw
-    return read_cache(target)  # mapped: the decoded copy is freed
-
-
-def read_cache(folder: Path) -> RawData:
-    """A cache entry: every one of ARRAY_FILES, memory-mapped; one that is missing or unreadable is one line (and the
-    entry is rebuilt)."""
-    missing = [name for name in ARRAY_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise BetaVAEError(f"cache {folder} lacks {', '.join(missing)}; it will be rebuilt")
-    try:
-        arrays = {key: load_array(folder / name) for key, name in ARRAY_FILES.items()}
-        for key in ("images", "test_images"):  # stored (N, C, H, W): read as such, never by the layout rule, which
-            array = arrays[key]  # would take 4x4 grey images, (N, 1, 4, 4), for 1x4 RGBA ones
-            if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] not in (1, 3) or \
-                    array.shape[1:] != arrays["images"].shape[1:]:
-                raise BetaVAEError(f"{key} is {array.dtype} of shape {array.shape}, not uint8 (N, C, H, W)")
-        images, test_images = arrays["images"], arrays["test_images"]
-        return RawData(images, _labels(arrays, ("labels",), len(images), folder, cache=True),
-                       test_images, _labels(arrays, ("test_labels",), len(test_images), folder, cache=True))
-    except BetaVAEError as error:
-        raise BetaVAEError(f"cache {folder} is unreadable ({error}); it will be rebuilt") from None
-
-
-def write_cache(raw: RawData, folder: Path) -> None:
-    """Each array as an .npy file in the entry's folder, each written atomically (an entry lacking one is rebuilt)."""
-    for key, name in ARRAY_FILES.items():
-        part = key if key.startswith("test") else f"train_{key}"
-        with atomic.atomic_path(folder / name) as tmp, open(tmp, "wb") as stream:
-            np.save(stream, getattr(raw, part), allow_pickle=False)
-
-
-def cache_key(path: Path, image_size: int) -> str:
-    """What a read of the user's images depends on: the path, each image file's name, length and modification time,
-    and the size asked for (which also names the entry: <digest>-<size>)."""
-    path = path.resolve()
-    if path.is_file() or is_arrays_folder(path):
-        files = [path] if path.is_file() else [path / name for name in ARRAY_FILES.values() if (path / name).is_file()]
-    else:
-        files = [file for _, file in image_files(path, lambda line: None)]
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {path} {image_size}".encode())
-    for file in files:
-        stat = file.stat()
-        digest.update(f"\n{file} {stat.st_size} {stat.st_mtime_ns}".encode())
-    return f"{digest.hexdigest()[:32]}-{image_size or 'stored'}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BetaVAEError
-from . import celeba, images, sources
+from . import celeba, image_cache, sources
 from .cars3d import CARS3D
 from .dataset import Data, Split, split_raw
 from .dsprites import DSPRITES
@@ -68,8 +68,8 @@ def _idx_dataset(spec: sources.IdxDataset) -> Dataset:
 def _user_dataset(path: Path, image_size: int) -> Dataset:
     """The user's own images, fitted to `image_size` (0: as stored) and cached; no classifier is known for them (train
     one with `betavae classifier train --out`)."""
-    return Dataset(str(path), fetch=lambda data_dir: _summary(str(path), images.cached(path, image_size)),
-                   load=lambda data_dir, val_size: split_raw(images.cached(path, image_size), val_size, str(path)))
+    return Dataset(str(path), fetch=lambda data_dir: _summary(str(path), image_cache.cached(path, image_size)),
+                   load=lambda data_dir, val_size: split_raw(image_cache.cached(path, image_size), val_size, str(path)))
 
 
 def _ground_truth_dataset(truth: GroundTruthData) -> Dataset:
