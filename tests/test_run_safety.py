@@ -116,6 +116,24 @@ def two_runs(tmp_path, data):
     return [fit(TINY, tmp_path / name, data=data, **quiet) for name in ("a", "b")]
 
 
+def test_a_config_edited_by_hand_is_refused_by_every_reader_and_by_resume(tmp_path, npz, capsys):
+    """β edited from 1 to 100 in config.json would be shown by the report and trained on by a resume, for a model
+    trained at β = 1: the file's digest tells the edit, and every reader refuses it in one line."""
+    assert cli.main(["train", "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2",
+                     "--epochs", "1", "--runs", str(tmp_path), "--name", "r"]) == 0
+    capsys.readouterr()
+    path = tmp_path / "r" / folder.CONFIG
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "config": {**saved["config"], "beta": {"beta": 100.0}}}))
+    for argv in (["report"], ["curves"], ["sample"], ["train", "--epochs", "2", "--resume"]):
+        assert cli.main([*argv, str(tmp_path / "r")]) == 1
+        err = capsys.readouterr().err
+        assert f"{path} was changed after betavae wrote it" in err and len(err.strip().splitlines()) == 1, err
+    path.write_text(json.dumps(saved, indent=1))  # the same content, laid out otherwise: still the run's own
+    assert cli.main(["train", "--epochs", "2", "--resume", str(tmp_path / "r")]) == 0
+    assert json.loads(path.read_text())["config"]["epochs"] == 2  # a resume writes its change with a new digest
+
+
 def test_a_config_copied_in_from_another_run_is_the_file_named(tmp_path, data):
     """metrics.jsonl and model.safetensors agree against config.json: config.json is the one copied in, and the
     error names it rather than sending the user to restore files that are the run's own."""

@@ -19,6 +19,7 @@ refuses, in one line, a folder written by a newer betavae; folders written befor
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from .. import atomic
 from ..config import Config, from_saved
 from ..errors import BetaVAEError, first_line
 from ..version import __version__
+from .records import check_record
 
 CONFIG, WEIGHTS, CHECKPOINT, BEST_CHECKPOINT = "config.json", "model.safetensors", "checkpoint.pt", "best-checkpoint.pt"
 METRICS_JSONL, METRICS_CSV, STATUS = "metrics.jsonl", "metrics.csv", "status.json"
@@ -74,8 +76,9 @@ class RunMeta:
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
-    """Write config.json: the run's metadata, what the objective reads, and the versions that wrote it."""
-    atomic.write_json(run_dir / CONFIG, {
+    """Write config.json: the run's metadata, what the objective reads, and the versions that wrote it, with a digest
+    of all of it (an edit by hand, a β changed say, would otherwise be believed by every reader and by a resume)."""
+    content = {
         "format": FORMAT,
         "config": meta.config.to_dict(),
         "objective": {"name": meta.config.objective, **meta.config.settings,
@@ -87,7 +90,22 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
         "versions": {"betavae": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "commands": list(meta.commands),
         "run_id": meta.run_id,
-    })
+    }
+    atomic.write_json(run_dir / CONFIG, {**content, "sha256": content_digest(content)})
+
+
+def content_digest(content: dict[str, Any]) -> str:
+    """sha256 of config.json's content as JSON with sorted keys: the same after a round trip through the file."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def check_digest(saved: dict[str, Any], path: Path) -> None:
+    """Refuse a config.json changed after betavae wrote it (files from before the digest existed carry none)."""
+    digest = saved.pop("sha256", None)
+    if digest is not None and digest != content_digest(saved):
+        raise BetaVAEError(f"{path} was changed after betavae wrote it (its sha256 does not match); restore it from a "
+                           f"backup. What a resume may change is changed with: betavae train --resume {path.parent} "
+                           "--epochs N (or --lr, --time-budget)")
 
 
 def read_meta(run_dir: str | Path) -> RunMeta:
@@ -103,9 +121,11 @@ def read_meta(run_dir: str | Path) -> RunMeta:
     try:
         saved = json.loads(path.read_text())
         check_format(saved.get("format", 0), path)
-        return RunMeta(_saved_config(saved, path), _image_shape(saved["image_shape"]),
+        meta = RunMeta(_saved_config(saved, path), _image_shape(saved["image_shape"]),
                        _typed(saved, "data_fingerprint", str, ""), _fingerprints(saved.get("split_fingerprints", {})),
                        _typed(saved, "figures", bool, True), _commands(saved), _typed(saved, "run_id", str, ""))
+        check_digest(saved, path)  # last: a damaged file is named by what is wrong in it
+        return meta
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} is not a betavae run (no {CONFIG}); point at a folder made by betavae train") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as error:
@@ -274,45 +294,6 @@ def check_metrics_reach(run_dir: Path, records: list[dict[str, Any]], status: di
         raise BetaVAEError(f"{Path(run_dir) / METRICS_JSONL} {ends}, but {STATUS} says the run completed epoch "
                            f"{completed}: lines of the first were lost, or the second was edited; restore them from a "
                            f"backup, or write the missing epochs again from their rows of {METRICS_CSV}")
-
-
-def check_record(record: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """An epoch record as training writes it (its epoch, step and each split's losses and KL per latent, as many
-    latents as the record before), else ValueError saying what is wrong: the readers index it without checks."""
-    if not isinstance(record, dict):
-        raise ValueError("not a record")
-    for key in ("epoch", "step"):
-        if not (_is_number(record.get(key)) and isinstance(record[key], int) and record[key] >= 0):
-            raise ValueError(f"{key} is not a whole number")
-    if previous is not None and record["epoch"] != previous["epoch"] + 1:
-        raise ValueError(f"epoch {record['epoch']} follows epoch {previous['epoch']}: a line repeated, moved or lost")
-    for key in ("lr", "kl_weight", "train_seconds", "images_per_second"):
-        if record.get(key) is not None and not _is_number(record[key]):
-            raise ValueError(f"{key} is not a number")
-    if not isinstance(record.get("note", ""), str):
-        raise ValueError("note is not text")
-    if "train" not in record:
-        raise ValueError("it has no train losses")
-    for split in ("train", "val"):
-        if split in record:
-            _check_split(record[split], split, previous.get(split) if previous else None)
-    return record
-
-
-def _check_split(losses: Any, split: str, previous: Any) -> None:
-    if not (isinstance(losses, dict) and all(_is_number(losses.get(k)) for k in ("loss", "recon", "kl", "neg_elbo"))):
-        raise ValueError(f"{split} is not a table of loss, recon, kl and neg_elbo")
-    kl = losses.get("kl_per_dim")
-    if not (isinstance(kl, list) and kl and all(_is_number(v) for v in kl)):
-        raise ValueError(f"{split} kl_per_dim is not a list of numbers")
-    if previous is not None and len(kl) != len(previous["kl_per_dim"]):
-        raise ValueError(f"{split} kl_per_dim has {len(kl)} latents, the record before {len(previous['kl_per_dim'])}")
-    if losses.get("active_units") is not None and not isinstance(losses["active_units"], int):
-        raise ValueError(f"{split} active_units is not a whole number")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: str = "") -> None:
