@@ -235,7 +235,9 @@ def test_npz_uint8_and_float(tmp_path):
     x, y = synthetic_images(30, (10, 14))
     np.savez(tmp_path / "a.npz", images=x, labels=y)
     np.savez(tmp_path / "b.npz", x=x[:, None].astype(np.float32) / 255)
-    a, b = images.read_npz(tmp_path / "a.npz"), images.read_npz(tmp_path / "b.npz")
+    said = []
+    a, b = images.read_npz(tmp_path / "a.npz"), images.read_npz(tmp_path / "b.npz", log=said.append)
+    assert said == []  # floats on 8-bit levels: nothing changed, nothing said
     assert a.train_images.shape == (27, 1, 10, 14) and a.test_images.shape == (3, 1, 10, 14)
     np.testing.assert_array_equal(a.train_labels, y[:27])
     np.testing.assert_array_equal(b.train_images, x[:27, None])
@@ -243,6 +245,9 @@ def test_npz_uint8_and_float(tmp_path):
     np.savez(tmp_path / "c.npz", images=x.astype(np.float32))
     with pytest.raises(BetaVAEError, match=r"lie in \[0,1\]"):
         images.read_npz(tmp_path / "c.npz")
+    np.savez(tmp_path / "d.npz", images=np.full((30, 10, 14), 0.5004, np.float32))  # not 8-bit: rounded, and said
+    assert (images.read_npz(tmp_path / "d.npz", log=said.append).train_images == 128).all()
+    assert len(said) == 1 and "float images rounded to 8-bit levels k/255 (by up to 0.0016)" in said[0], said
 
 
 def test_png_folder_with_classes(tmp_path):

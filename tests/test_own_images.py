@@ -219,7 +219,7 @@ def test_class_folders_keep_their_sorted_position_and_hidden_folders_are_not_cla
 
 def test_special_files_with_an_image_name_and_links_above_the_folder_are_left_out_and_said(tmp_path):
     """A FIFO named *.png would block the read and a dangling link would fail it; a link `up -> ..` would make the
-    folder a class of itself. Each is left out, and the log names it."""
+    folder a class of itself; macOS's ._x.png is metadata. Each is left out, and the log names it."""
     import os
     for name in ("cats", "dogs"):
         (tmp_path / "f" / name).mkdir(parents=True)
@@ -228,6 +228,7 @@ def test_special_files_with_an_image_name_and_links_above_the_folder_are_left_ou
     (tmp_path / "f" / "dogs" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (tmp_path / "f" / "up").symlink_to("..")
     (tmp_path / "f" / "self").symlink_to(".")
+    (tmp_path / "f" / "dogs" / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata, not a PNG")
     said = []
     with within(60):
         files = images.image_files(tmp_path / "f", said.append)
@@ -235,6 +236,7 @@ def test_special_files_with_an_image_name_and_links_above_the_folder_are_left_ou
     assert [(label, path.name) for label, path in files] == [(0, "a.png"), (1, "a.png")]
     assert any("pipe.png" in line and "gone.png" in line and "not regular" in line for line in said), said
     assert any("self" in line and "up" in line and "not classes" in line for line in said), said
+    assert any("hidden files" in line and "._a.png" in line for line in said), said
 
 
 def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):

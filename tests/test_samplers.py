@@ -20,7 +20,7 @@ from betavae.runs import Run
 from betavae.samplers import registry, store
 from betavae.training import fit, folder
 
-from .conftest import synthetic_images
+from .conftest import synthetic_images, within
 
 NODE = shutil.which("node")
 JS = Path(__file__).parent / "js"
@@ -301,6 +301,20 @@ def test_a_damaged_sampler_file_is_refused_in_one_line_and_fitted_again(run, dam
     assert err.count("\n") == 1 and str(path) in err and message in err and "fitting the gmm sampler again" in err
     assert torch.equal(again.mixture().means, fitted.mixture().means)
     samplers.load(path, samplers.weights_digest(run), 3, "gmm")  # the replaced file is sound
+
+
+def test_a_fifo_at_a_sampler_file_is_said_and_replaced_never_opened(run, capsys):
+    import os
+    fitted = samplers.for_run(run, "gmm")
+    path = samplers.sampler_path(run, "gmm")
+    path.unlink()
+    os.mkfifo(path)
+    capsys.readouterr()
+    with within(60):
+        again = samplers.for_run(Run.open(run.path), "gmm")
+    err = capsys.readouterr().err
+    assert f"{path} is not a regular file; fitting the gmm sampler again" in err and err.count("\n") == 1, err
+    assert torch.equal(again.mixture().means, fitted.mixture().means) and path.is_file()
 
 
 def test_a_report_never_embeds_a_damaged_sampler(run):

@@ -83,9 +83,11 @@ MAX_NAME_BYTES = 255  # a folder name's limit on Linux, macOS and Windows file s
 
 def check_run_name(name: str, runs: str | Path) -> str:
     """A run name is one folder name inside the runs folder: no separators, not "." or "..", not absolute."""
-    if not name or name != name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', no leading dot or space, not "
-                           f"empty); runs are made inside --runs ({runs}), which says where")
+    if not name or name != name.strip() or name.startswith(".") or any(c in name for c in "/\\") or \
+            not name.isprintable():
+        raise BetaVAEError(f"run name {name!r} must be a single folder name (no '/', no leading dot or space, no "
+                           f"control characters such as a newline, not empty); runs are made inside --runs ({runs}), "
+                           "which says where")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise BetaVAEError(f"run name {name[:40]!r}... is {len(name.encode())} bytes, more than a folder name may be "
                            f"({MAX_NAME_BYTES}); choose a shorter --name")

@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import CONFIG_FIELDS, IMAGE_SIZES, Config, resolve
+from .errors import BetaVAEError
 from .data.registry import names_help as dataset_names
 from .model.decoders import HELP as LIKELIHOOD_HELP
 from .model.objectives import OBJECTIVES
@@ -94,7 +95,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return resolve(args.preset, args.config, overrides_from_args(args))
+    """The configuration a command asks for (preset, then config file, then options); --channels on the mlp, which
+    has no convolutions, is refused rather than ignored."""
+    config = resolve(args.preset, args.config, overrides_from_args(args))
+    if config.arch == "mlp" and config.channels:
+        raise BetaVAEError("--channels sets the widths of convolutions, which --arch mlp has none of: give --arch conv, "
+                           "or set the mlp's widths with --hidden")
+    return config
 
 
 def parse_pairs(text: str) -> list[tuple[int, int]]:

@@ -89,6 +89,10 @@ class Config:
         for name in ("latent_dim", "batch_size"):
             _check_range(name, getattr(self, name), 1)
         _check_range("latent_map_size", self.latent_map_size, 2)  # a map of fewer points shows nothing
+        if self.batch_size < OBJECTIVES[self.objective].min_batch:
+            raise BetaVAEError(f"the {self.objective} objective estimates its penalty across the batch, so it needs "
+                               f"--batch-size {OBJECTIVES[self.objective].min_batch} at least (64 is usual), got "
+                               f"{self.batch_size}")
         for name in ("epochs", "val_size", "seed", "threads", "time_budget"):
             _check_range(name, getattr(self, name), 0)
         if not (0 < self.lr <= MAX_LR and math.isfinite(self.lr)):  # beyond it Adam diverges at once, and the advice

@@ -60,7 +60,11 @@ def to_uint8(images: np.ndarray, source: str, log: Log = say) -> np.ndarray:
             raise BetaVAEError(f"{source}: images must be uint8 or float in [0,1], got {images.dtype}")
         if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
             raise BetaVAEError(f"{source}: float images must lie in [0,1]; rescale them (e.g. divide by 255)")
-        images = np.rint(images * 255).astype(np.uint8)
+        levels = np.rint(images * 255)
+        change = float(np.abs(levels / 255 - images).max()) if images.size else 0.0
+        if change > 1e-6:  # not 8-bit levels k/255: stored as 8-bit all the same (the likelihoods are of 8-bit pixels)
+            log(f"betavae: {source}: float images rounded to 8-bit levels k/255 (by up to {change:.2g})")
+        images = levels.astype(np.uint8)
     if images.shape[1] == 4:
         log(f"betavae: {source}: RGBA images composited over black (the alpha channel is not kept)")
         images = np.rint(images[:, :3] * (images[:, 3:].astype(np.float32) / 255)).astype(np.uint8)
@@ -186,7 +190,10 @@ def read_labels(arrays: dict, keys: tuple[str, ...], n: int, path: Path, cache: 
     key = next((k for k in keys if k in arrays), None)
     if key is None:
         return np.full(n, -1, dtype=np.int64)
-    labels = np.asarray(arrays[key]).reshape(-1)
+    labels = np.asarray(arrays[key])
+    if labels.ndim != 1:
+        raise BetaVAEError(f"{path}: labels under {key!r} have shape {labels.shape}; store one class number per "
+                           f"image, shape ({n},)")
     if len(labels) != n:
         raise BetaVAEError(f"{path}: {len(labels)} labels for {n} images under {key!r}")
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
@@ -203,11 +210,13 @@ def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
     """(label, file) of every image in a folder: with subfolders holding images, each is a class labelled by its
     sorted position (the images at the top are left out, and `log` says so); else the images at the top, label -1."""
     unreadable: list[str] = []  # FIFOs, sockets, devices and dangling links with an image's name: never opened
+    hidden_files: list[str] = []  # .x.png, and macOS's ._x.png (metadata, not an image): not the user's pictures
 
     def images_in(place: Path) -> list[Path]:
         named = sorted(p for p in place.iterdir() if p.suffix.lower() in SUFFIXES)
         unreadable.extend(str(p) for p in named if not p.is_file() and not p.is_dir() and str(p) not in unreadable)
-        return [p for p in named if p.is_file()]
+        hidden_files.extend(str(p) for p in named if p.name.startswith(".") and str(p) not in hidden_files)
+        return [p for p in named if p.is_file() and not p.name.startswith(".")]
 
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
     loops = [p.name for p in subfolders if p.is_symlink() and folder.resolve().is_relative_to(p.resolve())]
@@ -229,9 +238,11 @@ def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
         log(f"betavae: {folder}: class folders with no images (their labels stay unused): {', '.join(empty)}")
     if classes and images_in(folder):
         log(f"betavae: {folder}: the images at the top are left out; the subfolders are the classes")
-    if unreadable:
-        shown = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
-        log(f"betavae: not regular files (a FIFO, a socket, a device or a dangling link?), left out: {shown}")
+    for left_out, what in ((unreadable, "not regular files (a FIFO, a socket, a device or a dangling link?)"),
+                           (hidden_files, "hidden files (._x.png is macOS's metadata, not an image)")):
+        if left_out:
+            shown = ", ".join(left_out[:3]) + (f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
+            log(f"betavae: {what}, left out: {shown}")
     return files
 
 

@@ -125,7 +125,10 @@ def load_classifier(path: str | Path, dataset: str = "DATA") -> tuple[DigitClass
         model = DigitClassifier(tuple(json.loads(header["image_shape"])), int(header["classes"]))
         model.load_state_dict(state)
         test_accuracy = float(header["test_accuracy"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+    except KeyError:
+        raise BetaVAEError(f"{path} is not a betavae classifier (it lacks a classifier's metadata: a model's weights?); "
+                           "give the file betavae classifier train --out wrote") from None
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as error:
         raise BetaVAEError(f"{path} is not a betavae classifier ({str(error)[:120]}); retrain it with "
                            "betavae classifier train") from None
     return model.eval(), test_accuracy

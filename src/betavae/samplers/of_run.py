@@ -53,6 +53,8 @@ def saved(run: RunLike, name: str, path: Path, digest: str) -> Sampler | None:
     """The sampler kept at path when it was fitted for these weights; None (after a warning if it is damaged) when
     it must be fitted again."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a FIFO, a folder or a dangling link: never opened
+            warn(f"{path} is not a regular file; fitting the {name} sampler again to replace it")
         return None
     try:
         return store.load(path, digest, run.config.latent_dim, name)

@@ -228,10 +228,12 @@ def load_checkpoint(run_dir: Path, name: str = CHECKPOINT) -> dict[str, Any]:
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {name} to resume from; start a new run instead") from None
     except Exception as error:  # torch raises many types for corrupt or foreign files
-        first = first_line(error)
+        first = first_line(error, 120)
         if "weights_only" in str(error) or "Weights only" in first:  # never pass on torch's hint to unpickle code
             first = "it holds objects other than tensors, which are never loaded"
-        raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first[:200]})") from None
+        fix = f"train --resume {run_dir} --from-best" if name == CHECKPOINT else f"train --resume {run_dir}"
+        raise BetaVAEError(f"{path} is corrupt or not a betavae checkpoint ({first}); restore it from a backup, or "
+                           f"continue from the other checkpoint: betavae {fix}") from None
 
 
 def write_metrics(run_dir: Path, records: list[dict[str, Any]], run_id: str = "") -> None:

@@ -56,6 +56,9 @@ class Resumed:
         """The checkpoint to continue from; None (step 0 with the saved configuration) only for a run that never
         finished an epoch."""
         if not (run_dir / self.checkpoint_name).is_file():
+            if self.from_best and folder.trained_epochs(status, self.records) >= 1:
+                raise BetaVAEError(f"{run_dir / folder.BEST_CHECKPOINT} is missing, though the run has trained epochs "
+                                   "(deleted?); restore it from a backup, or resume without --from-best")
             if self.from_best:
                 raise BetaVAEError(f"{run_dir} has no best checkpoint yet (it is kept from epoch 1 on); resume "
                                    "without --from-best")

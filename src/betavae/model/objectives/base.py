@@ -119,6 +119,7 @@ class Objective:
     distributable: ClassVar[bool] = True  # DDP may split its batches between processes
     paired: ClassVar[bool] = False  # trains on pairs of images that share factors (weak supervision)
     needs_codes: ClassVar[bool] = False  # its penalty estimates q(z) from the codes z drawn for the batch
+    min_batch: ClassVar[int] = 1  # its penalty is estimated across the batch (q(z), a covariance): needs this many
 
     def __init__(self, settings: Settings | None = None, context: Context = Context()):
         self.settings = settings if settings is not None else self.Settings()

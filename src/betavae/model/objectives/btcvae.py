@@ -75,6 +75,7 @@ class TCVAELoss(Objective):
     name, Settings, paper = "btcvae", TCVAESettings, "beta-TCVAE (Chen et al. 2018)"
     distributable = False  # its estimate depends on the batch one process sees, so on the number of processes
     needs_codes = True
+    min_batch = 2  # q(z) from the other codes of the batch
 
     def penalty(self, kl_per_dim, mean, logvar, z, step) -> Penalty:
         s = self.settings

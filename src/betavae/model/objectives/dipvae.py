@@ -46,6 +46,7 @@ class DIPVAESettings(Settings):
 class DIPVAELoss(Objective):
     name, Settings, paper = "dipvae", DIPVAESettings, "DIP-VAE (Kumar et al. 2018)"
     distributable = False  # its covariance is estimated from the batch one process sees
+    min_batch = 2
 
     def penalty(self, kl_per_dim, mean, logvar, z, step) -> Penalty:
         s = self.settings

@@ -48,6 +48,7 @@ class FactorVAELoss(Objective):
     name, Settings, paper = "factorvae", FactorVAESettings, "FactorVAE (Kim and Mnih 2018)"
     graphable = distributable = False  # its discriminator steps on the host, on one process's codes
     needs_codes = True
+    min_batch = 2  # codes permuted across the batch
 
     def __init__(self, settings: FactorVAESettings | None = None, context: Context = Context(), width: int = 1000):
         super().__init__(settings, context)
