@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -362,3 +363,34 @@ def test_a_refused_sweep_leaves_no_folder_and_no_mark(npz, tmp_path, capsys, ext
     except SystemExit:  # refused by the argument parser: before anything too
         pass
     assert message in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_messages_of_hostile_pass_3_name_the_problem_and_a_fix_that_works(npz, tmp_path, capsys):
+    """A deleted best checkpoint is not "none yet"; a truncated checkpoint names the other one; a text file at
+    latents.npz is not "pickled data"; a model's weights given as a classifier say so; labels of shape (N, 2) say
+    their shape."""
+    assert cli.main(["train", "--dataset", str(npz), "--val-size", "40", "--hidden", "16", "--latent-dim", "2",
+                     "--epochs", "1", "--runs", str(tmp_path), "--name", "r"]) == 0
+    run = tmp_path / "r"
+    capsys.readouterr()
+    (run / folder.LATENTS).write_text("my notes")
+    np.savez(tmp_path / "pairs.npz", images=np.zeros((50, 8, 8), np.uint8), labels=np.zeros((50, 2), np.int64))
+    cases = [(["latent-map", str(run)], 1, "not arrays numpy wrote"),
+             (["evaluate", str(run), "--classifier", str(run / folder.WEIGHTS)], 1, "lacks a classifier's metadata"),
+             (["train", "--dataset", str(tmp_path / "pairs.npz"), "--runs", str(tmp_path), "--name", "p"], 1,
+              "labels under 'labels' have shape (50, 2); store one class number per image, shape (50,)")]
+    for argv, code, message in cases:
+        assert cli.main(argv) == code
+        err = capsys.readouterr().err
+        assert message in err and "pickled" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+    (run / folder.LATENTS).unlink()
+    data = (run / folder.CHECKPOINT).read_bytes()
+    (run / folder.CHECKPOINT).write_bytes(data[:len(data) // 2])
+    assert cli.main(["train", "--epochs", "2", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"continue from the other checkpoint: betavae train --resume {run} --from-best" in err, err
+    assert cli.main(["train", "--epochs", "2", "--resume", str(run), "--from-best"]) == 0  # the advice works
+    (run / folder.BEST_CHECKPOINT).unlink()
+    capsys.readouterr()
+    assert cli.main(["train", "--epochs", "3", "--resume", str(run), "--from-best"]) == 1
+    assert f"{run / folder.BEST_CHECKPOINT} is missing, though the run has trained epochs" in capsys.readouterr().err
