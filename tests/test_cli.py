@@ -82,7 +82,7 @@ def test_resume_remembers_no_figures_unless_told_to_draw(npz, tmp_path):
 
 def test_sweep_varies_any_setting_and_field_as_a_grid(npz, tmp_path, capsys):
     argv = ["sweep", "--preset", "dipvae", "--vary", "lambda_od=1,2", "--vary", "latent-dim=2,3", "--dataset", str(npz),
-            "--val-size", "40", "--hidden", "16", "--channels", "4", "--arch", "mlp", "--epochs", "1",
+            "--val-size", "40", "--hidden", "16", "--arch", "mlp", "--epochs", "1",
             "--runs", str(tmp_path), "--name", "grid"]
     assert cli.main(argv) == 0
     rows = (tmp_path / "grid" / "summary.csv").read_text().splitlines()

@@ -54,7 +54,7 @@ DAMAGE = {  # the file's bytes -> what the line says
     "a run_id that is not a name": (lambda: npz_bytes(epoch_1=MEANS, labels=LABELS, run_id=np.arange(3)),
                                     "its run_id is not a name"),
     "text": (lambda: b"not an archive", "latents.npz is damaged"),
-    "random bytes": (lambda: bytes(range(256)) * 4, "pickled data, which is never loaded"),
+    "random bytes": (lambda: bytes(range(256)) * 4, "not arrays numpy wrote"),
     "empty": (lambda: b"", "latents.npz is damaged"),
 }
 

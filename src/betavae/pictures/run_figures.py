@@ -167,8 +167,9 @@ def load_latents(path: Path, latent_dim: int | None = None, run_id: str = ""
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
         raise ValueError(f"not a readable .npz archive: {first_line(error, 80)}") from None
     except ValueError as error:  # numpy's own words would suggest loading the file unsafely
-        pickled = "pickle" in str(error) and zipfile.is_zipfile(path)  # numpy says "pickled" of any file not an array
-        what = "pickled data, which is never loaded" if pickled else "not arrays numpy wrote"
+        numpy_says_pickled = "pickle" in str(error)  # of pickled arrays in an archive, and of any file not an array
+        what = first_line(error, 80) if not numpy_says_pickled else "pickled data, which is never loaded" if \
+            zipfile.is_zipfile(path) else "not arrays numpy wrote"
         raise ValueError(f"not a readable .npz archive: {what}") from None
     owner = arrays.pop("run_id", None)
     if owner is not None and (owner.dtype.kind != "U" or owner.ndim != 0):
