@@ -195,7 +195,7 @@ def check_owner(path: Path, owner: Any, run_id: str) -> None:
         agreeing = next((p.name for p in others if file_owner(p) == owner), None)
         if agreeing:  # two files against config.json: it is the one copied in
             raise BetaVAEError(f"{path.parent / CONFIG} belongs to another run (copied in?): {path.name} and {agreeing} "
-                               f"carry run id {str(owner)[:12]}, it {run_id[:12]}; restore this run's own {CONFIG}")
+                               f"carry run id {str(owner)[:12]}, {CONFIG} {run_id[:12]}; restore this run's own {CONFIG}")
         raise BetaVAEError(f"{path} belongs to another run (its run id is {str(owner)[:12]}, this run's "
                            f"{run_id[:12]}; copied in?); restore this run's own {path.name}, or train a new run")
 

@@ -76,7 +76,8 @@ class Resumed:
         config, state = self.config, self.state or {}
         start, spent = state.get("epoch", 0), state.get("trained_seconds", 0.0)
         if config.epochs < start:
-            raise BetaVAEError(f"{run_dir} has trained {start} epochs already; --epochs must be at least {start}")
+            held = f"its best checkpoint is of epoch {start}" if self.from_best else f"has trained {start} epochs already"
+            raise BetaVAEError(f"{run_dir} {held}; --epochs must be at least {start}")
         stopped, budget = bool(state.get("out_of_time")), self.meta.config.time_budget
         given = "time_budget" in self.changes
         if stopped and not given and config.epochs not in (self.meta.config.epochs, start):
