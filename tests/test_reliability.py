@@ -271,6 +271,22 @@ def test_the_advised_resume_works_after_a_disk_fills_at_any_write_of_an_epoch(tm
     assert [r["epoch"] for r in folder.read_metrics(tmp_path / "r")] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried "
+                                                                  "to allocate 1929379840 bytes"),
+                                   RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")])
+def test_running_out_of_memory_is_one_line_with_what_to_lower(tmp_path, npz, monkeypatch, error, capsys):
+    from betavae.training.trainer import Trainer
+
+    def too_large(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Trainer, "_train_step", too_large)
+    assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("betavae: error: out of memory") and "--batch-size" in err[-1], err
+    assert "Traceback" not in "".join(err) and folder.read_status(tmp_path / "r")["state"] == "failed"
+
+
 def test_sampling_needs_no_training_data(tmp_path, npz, capsys):
     assert cli.main(["train", *small(npz, "--runs", str(tmp_path), "--name", "r")]) == 0
     npz.unlink()

@@ -13,7 +13,7 @@ from .arguments import (MAX_SAMPLES, SEED, OneLineParser, add_config_options, bo
                         image_size, overrides_from_args, parse_indices, parse_pairs, parse_seeds)
 from .config import PRESETS
 from .data.registry import ground_truth_names, names_help as dataset_names
-from .errors import BetaVAEError
+from .errors import BetaVAEError, first_line, is_out_of_memory
 from .version import __version__
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -377,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("betavae: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        print(f"betavae: error: out of memory ({first_line(error, 100)}); lower --batch-size or --image-size, the "
+              "model's widths (--hidden, --channels), or the images a command reads (--samples, --n)", file=sys.stderr)
+        return 1
     except OSError as error:
         if error.errno != errno.ENAMETOOLONG:
             raise
