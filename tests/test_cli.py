@@ -92,6 +92,13 @@ def test_sweep_varies_any_setting_and_field_as_a_grid(npz, tmp_path, capsys):
     assert config.settings["lambda_od"] == 2.0 and config.latent_dim == 3
 
 
+def test_channels_with_the_mlp_are_refused_not_ignored(npz, tmp_path, capsys):
+    argv = ["train", "--dataset", str(npz), "--channels", "8,8", "--runs", str(tmp_path), "--name", "r"]
+    assert cli.main(argv) == 1
+    assert "--channels sets the widths of convolutions, which --arch mlp has none of" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_help_shows_each_objectives_settings_apart_and_defaults_as_typed(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])

@@ -61,7 +61,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path, data):
     assert folder.read_status(tmp_path / "r")["state"] == "finished"
 
 
-@pytest.mark.parametrize("name", ["../../x", "/abs/path/x", ".", "..", "a/b"])
+@pytest.mark.parametrize("name", ["../../x", "/abs/path/x", ".", "..", "a/b", "a\nb", "tab\there"])
 def test_run_names_stay_inside_the_runs_folder(name, npz, tmp_path, capsys):
     runs = tmp_path / "inside" / "runs"
     assert cli.main(["train", *small(npz, "--runs", str(runs), "--name", name)]) == 1
