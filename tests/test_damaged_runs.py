@@ -202,3 +202,34 @@ def test_a_missing_status_is_named(finished_run, tmp_path):
     assert code == 0 or f"{copy / folder.STATUS} is missing" in err, err
     code, err = run_command("sample", copy)
     assert code == 1 and f"{copy / folder.STATUS} is missing" in err, err
+
+
+def test_hostile_pass_4_damages_are_named_with_a_fix(finished_run, tmp_path):
+    """A status.json of epoch -1, a NaN loss in metrics.jsonl, a truncated model.safetensors, and a run whose
+    trainer was killed: each is one line naming what is wrong and a fix."""
+    status = damage_copy(finished_run, folder.STATUS, ("field", 0, 0, -1), tmp_path / "s")  # its first key: epoch
+    code, err = run_command("sample", status)
+    assert code == 1 and f"{status / folder.STATUS} is damaged" in err, err
+    nan = damage_copy(finished_run, "nothing", ("empty",), tmp_path / "n")
+    lines = (nan / folder.METRICS_JSONL).read_text().splitlines()
+    record = json.loads(lines[1])
+    record["train"]["loss"] = float("nan")
+    (nan / folder.METRICS_JSONL).write_text("\n".join([lines[0], json.dumps(record), *lines[2:]]) + "\n")
+    code, err = run_command("curves", nan)
+    assert code == 1 and "damaged at line 2 (train is not a table of loss, recon, kl and neg_elbo, finite" in err, err
+    cut = damage_copy(finished_run, folder.WEIGHTS, ("truncate", 0.5), tmp_path / "w")
+    code, err = run_command("sample", cut)
+    assert code == 1 and f"write it again from the run's checkpoint with: betavae train --resume {cut}" in err, err
+    killed = damage_copy(finished_run, "nothing", ("empty",), tmp_path / "k")
+    folder.write_status(killed, "running", 1, 3)
+    code, err = run_command("sample", killed)
+    assert code == 1 and "stopped while running (epoch 1 of 3; killed?); finish it with: betavae train --resume" in err
+
+
+def test_an_npz_with_images_under_two_keys_says_which_it_reads(tmp_path):
+    from betavae.data import images
+    x, y = synthetic_images(20, (6, 6))
+    np.savez(tmp_path / "two.npz", images=x, x=x[:, :3], labels=y)
+    said = []
+    assert images.read_npz(tmp_path / "two.npz", log=said.append).train_images.shape[2:] == (6, 6)
+    assert said and "images read from 'images'; also under 'x', left out" in said[0], said

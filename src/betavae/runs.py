@@ -108,6 +108,9 @@ class Run:
         trainer = lock.training_process(self.path)
         if trainer is not None:
             raise BetaVAEError(f"{where}, trained now by process {trainer}; run this again when it has finished")
+        if status["state"] in ("running", "finishing"):  # no process holds it: the one that did was killed
+            where = (f"run {self.path} stopped while {status['state']} (epoch {status['epoch']} of {status['epochs']}; "
+                     "killed?)")
         if status["state"] == "unknown" and status["message"]:
             raise BetaVAEError(f"{status['message']}, so whether run {self.path} finished is unknown; betavae train "
                                f"--resume {self.path} writes it again (training only what its checkpoint lacks)")

@@ -155,9 +155,13 @@ def is_arrays_folder(path: Path) -> bool:
 def from_arrays(arrays: dict[str, np.ndarray], path: Path, image_size: int = 0, log: Log = say) -> RawData:
     """The splits in a dict of arrays (an .npz's, or a folder's of .npy files): images under one of IMAGE_KEYS,
     labels under one of LABEL_KEYS, optional test_images and test_labels, else the last 10% is the test split."""
-    image_key = next((k for k in IMAGE_KEYS if k in arrays), None)
-    if image_key is None:
+    image_keys = [k for k in IMAGE_KEYS if k in arrays]
+    if not image_keys:
         raise BetaVAEError(f"{path} has no images; store them under one of: {', '.join(IMAGE_KEYS)}")
+    image_key = image_keys[0]
+    if len(image_keys) > 1:
+        log(f"betavae: {path}: images read from {image_key!r}; also under {', '.join(map(repr, image_keys[1:]))}, "
+            "left out")
     images = resized(to_uint8(arrays[image_key], str(path), log), image_size)
     labels = read_labels(arrays, LABEL_KEYS, len(images), path)
     if "test_images" not in arrays:

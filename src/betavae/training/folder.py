@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -224,7 +225,9 @@ def load_checkpoint(run_dir: Path, name: str = CHECKPOINT) -> dict[str, Any]:
     """The resume state, read with weights_only=True so that no code in it can run."""
     path = run_dir / name
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol before refusing: the refusal is the line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise BetaVAEError(f"{run_dir} has no {name} to resume from; start a new run instead") from None
     except Exception as error:  # torch raises many types for corrupt or foreign files
@@ -298,6 +301,9 @@ def check_metrics_reach(run_dir: Path, records: list[dict[str, Any]], status: di
                            f"backup, or write the missing epochs again from their rows of {METRICS_CSV}")
 
 
+STATES = ("running", "finishing", "finished", "interrupted", "failed")  # what training writes into status.json
+
+
 def write_status(run_dir: Path, state: str, epoch: int, epochs: int, message: str = "") -> None:
     atomic.write_json(run_dir / STATUS, {"state": state, "epoch": epoch, "epochs": epochs, "message": message})
 
@@ -313,8 +319,9 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's state and last completed epoch; "unknown" when status.json is missing or unreadable."""
     path = Path(run_dir) / STATUS
     status = _read_json(path)
-    if isinstance(status, dict) and isinstance(status.get("state"), str):
-        return {"state": "unknown", "epoch": -1, "epochs": -1, "message": "", **status}
+    if isinstance(status, dict) and status.get("state") in STATES and isinstance(status.get("message", ""), str) and \
+            all(type(status.get(key)) is int and status[key] >= 0 for key in ("epoch", "epochs")):
+        return {"message": "", **status}
     why = "is damaged (not the JSON betavae writes)" if path.is_file() else "is missing"
     return {"state": "unknown", "epoch": -1, "epochs": -1, "message": f"{path} {why}"}
 

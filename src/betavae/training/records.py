@@ -3,6 +3,7 @@ records without checks, so a damaged or edited line is refused here, in one plac
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -31,10 +32,10 @@ def check_record(record: Any, previous: dict[str, Any] | None) -> dict[str, Any]
 
 def _check_split(losses: Any, split: str, previous: Any) -> None:
     if not (isinstance(losses, dict) and all(_is_number(losses.get(k)) for k in ("loss", "recon", "kl", "neg_elbo"))):
-        raise ValueError(f"{split} is not a table of loss, recon, kl and neg_elbo")
+        raise ValueError(f"{split} is not a table of loss, recon, kl and neg_elbo, finite numbers")
     kl = losses.get("kl_per_dim")
     if not (isinstance(kl, list) and kl and all(_is_number(v) for v in kl)):
-        raise ValueError(f"{split} kl_per_dim is not a list of numbers")
+        raise ValueError(f"{split} kl_per_dim is not a list of finite numbers")
     if previous is not None and len(kl) != len(previous["kl_per_dim"]):
         raise ValueError(f"{split} kl_per_dim has {len(kl)} latents, the record before {len(previous['kl_per_dim'])}")
     if losses.get("active_units") is not None and not isinstance(losses["active_units"], int):
@@ -42,4 +43,5 @@ def _check_split(losses: Any, split: str, previous: Any) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number: training never records NaN or infinity (a diverged epoch stops the run unrecorded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -35,7 +35,8 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     except FileNotFoundError:
         raise no_weights(run_dir) from None
     except (SafetensorError, ValueError, OSError, RuntimeError) as error:
-        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({first_line(error, 120)})") from None
+        raise BetaVAEError(f"{weights} is corrupt or not a safetensors file ({first_line(error, 120)}); delete it and "
+                           f"write it again from the run's checkpoint with: betavae train --resume {run_dir}") from None
     check_owner(weights, metadata.get("run_id", ""), run_id)
     if checksums.KEY in metadata and not checksums.intact(metadata, state):
         raise BetaVAEError(f"{weights} has changed since it was written (its contents do not match the sha256 stored "
@@ -44,7 +45,8 @@ def load_weights(run_dir: Path, config: Config, image_shape: tuple[int, int, int
     try:
         model.load_state_dict(state)
     except RuntimeError:
-        raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited checkpoint)") from None
+        raise BetaVAEError(f"{weights} does not match the model in {CONFIG} (a foreign or edited file); delete it and "
+                           f"write it again from the run's checkpoint with: betavae train --resume {run_dir}") from None
     return model.to(device).eval()
 
 
