@@ -65,3 +65,14 @@ def test_train_and_resume_each_take_their_own_parameters(npz, tmp_path, capsys):
     assert "cannot change beta when resuming" in capsys.readouterr().err
     assert set(RESUMABLE_CHANGES) <= set(inspect.signature(betavae.resume).parameters)
     assert not {"resume", "changes", "from_best", "data_changed_ok"} & set(inspect.signature(betavae.train).parameters)
+
+
+def test_select_given_one_path_instead_of_a_list_says_so():
+    from betavae.errors import BetaVAEError
+    with pytest.raises(BetaVAEError, match=r"select ranks several runs: give a list of run folders"):
+        betavae.select("runs/nb")
+
+
+def test_a_device_as_dataset_is_not_called_missing(capsys):
+    assert cli.main(["train", "--dataset", "/dev/zero", "--epochs", "1"]) == 1
+    assert "/dev/zero is neither a folder nor a file" in capsys.readouterr().err

@@ -73,3 +73,16 @@ def test_a_model_larger_than_free_memory_is_refused_before_it_is_made(monkeypatc
     err = capsys.readouterr().err
     assert "parameters: training it takes about 2.2 GiB" in err and "than the 1.0 GiB of memory free" in err, err
     assert cli.main([*argv, "--hidden", "64"]) == 0  # a model that fits trains
+
+
+def test_the_public_methods_refuse_images_of_another_shape_or_range_in_one_line():
+    """A user's tensors: 3 channels for a grey model would fail deep inside torch, 0..255 would be read silently."""
+    from betavae.errors import BetaVAEError
+    model = networks.build(preset("vae").replace(hidden=(16,), latent_dim=2), (1, 8, 8))
+    for images, message in ((torch.zeros(2, 3, 8, 8), r"shape \(2, 3, 8, 8\), but this model reads \(N, 1, 8, 8\)"),
+                            (torch.full((2, 1, 8, 8), 255.0), r"from 255 to 255, but this model reads values in \[0, 1\]")):
+        for method in (model.posterior_means, model.reconstruct):
+            with pytest.raises(BetaVAEError, match=message):
+                method(images)
+    assert model.posterior_means(torch.rand(3, 1, 8, 8)).shape == (3, 2)
+    assert model.reconstruct(torch.rand(3, 1, 8, 8) > 0.5).shape == (3, 1, 8, 8)  # bool images are 0/1

@@ -113,6 +113,8 @@ def select(runs: Iterable[Run | str | Path], n: int = udr.SAMPLE_IMAGES, variant
     """Rank finished runs trained alike by UDR (RUN/udr.json to each; evaluation/udr.py) and refresh the report of each
     run that has one, to show its score and rank (write_reports=True: write one for every run). Returns the ranking,
     best first."""
+    if isinstance(runs, (str, Path)):  # list("runs/a") would be its characters
+        raise BetaVAEError(f"select ranks several runs: give a list of run folders, e.g. [{str(runs)!r}, ...]")
     result = udr.select(list(runs), n, variant, seed, **({"log": log} if log else {}))
     for record in result["ranking"]:
         run = Run.open(record["run"])

@@ -122,6 +122,9 @@ def lookup(name: str, image_size: int = 0) -> Dataset:
     path = Path(name)
     if path.is_file() and path.suffix != ".npz":
         raise BetaVAEError(f"dataset {path} is a file but not an .npz; give an .npz file or a folder of images")
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise BetaVAEError(f"dataset {path} is neither a folder nor a file (a device or a FIFO?); give a folder of "
+                           "images, or an .npz file")
     if path.suffix != ".npz" and not path.is_dir():
         raise BetaVAEError(f"dataset folder {path} does not exist; check the path (a folder of images, or an .npz file)")
     return _user_dataset(path, image_size)

@@ -75,7 +75,7 @@ class VAE(nn.Module):
         """Posterior means (N, latent_dim) float32 of a whole image set, encoded batch by batch on the model's device
         (bit-packed images unpack one batch at a time)."""
         device = next(self.parameters()).device
-        parts = [self.encode(batch.to(device))[0].float().cpu() for batch in images.split(batch_size)]
+        parts = [self.encode(self.checked(batch).to(device))[0].float().cpu() for batch in images.split(batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.inference_mode()
@@ -85,7 +85,7 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         means, draws = [], []
         for batch in images.split(batch_size):
-            mean, logvar = self.encode(batch.to(device))
+            mean, logvar = self.encode(self.checked(batch).to(device))
             noise = torch.randn(mean.shape, generator=generator).to(device)
             means.append(mean.float().cpu())
             draws.append(posterior_draw(mean, logvar, noise).float().cpu())
@@ -108,7 +108,18 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean images of the decoding of each image's posterior mean (deterministic)."""
-        return self.decode_mean(self.encode(x)[0])
+        return self.decode_mean(self.encode(self.checked(x))[0])
+
+    def checked(self, images: torch.Tensor) -> torch.Tensor:
+        """Images as the model reads them, (N, *image_shape) in [0, 1] (or bool), else one line saying what they are:
+        the public methods take a user's tensors, which torch would reject from deep inside or silently misread."""
+        if tuple(images.shape[1:]) != self.image_shape or images.dim() != 4:
+            raise BetaVAEError(f"images of shape {tuple(images.shape)}, but this model reads (N, "
+                               f"{', '.join(map(str, self.image_shape))}): channels, height, width")
+        if images.is_floating_point() and len(images) and (images.min() < 0 or images.max() > 1):
+            raise BetaVAEError(f"images from {float(images.min()):g} to {float(images.max()):g}, but this model reads "
+                               "values in [0, 1]: divide 8-bit pixels by 255")
+        return images
 
 
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
