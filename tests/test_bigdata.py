@@ -3,6 +3,8 @@ cache's format) and converted per batch exactly as the in-memory path converts t
 the image size."""
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +74,23 @@ def test_an_array_changed_in_the_cache_is_rebuilt_not_trained_on(tmp_path):
         Image.fromarray(picture).save(folder / f"{i}.png")
     decoded = images.read_folder(folder)
     entry = next((tmp_path / "cache" / "betavae" / "images").iterdir()) if image_cache.cached(folder) else None
+    stat = (entry / "train_images.npy").stat()
     np.save(entry / "train_images.npy", np.zeros_like(decoded.train_images))
+    os.utime(entry / "train_images.npy", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p would keep it
     said = []
     again = image_cache.cached(folder, log=said.append)
     assert any("was changed after it was written; it will be rebuilt" in line for line in said), said
     assert np.array_equal(again.train_images, decoded.train_images)
     assert image_cache.cached(folder, log=said.append) and len(said) == 1  # rebuilt once, then read as it is
+    mine = tmp_path / "mine"  # a link in place of the entry: replaced, and the user's folder it points to untouched
+    mine.mkdir()
+    (mine / "train_images.npy").write_text("my notes")
+    shutil.rmtree(entry)
+    entry.symlink_to(mine)
+    again = image_cache.cached(folder, log=said.append)
+    assert np.array_equal(again.train_images, decoded.train_images) and "is not a folder of its own" in said[-1]
+    assert [p.name for p in mine.iterdir()] == ["train_images.npy"] and (mine / "train_images.npy").read_text() == \
+        "my notes" and entry.is_dir() and not entry.is_symlink()
 
 
 def test_the_cache_is_read_memory_mapped_and_gives_the_decoded_images(tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
 """The data cache of a user's images: a folder of image files, or arrays to resize, decoded once into a folder of
 .npy arrays (uint8 (N, C, H, W) and labels), read memory-mapped from then on. An entry is named by what it was read
 from (`cache_key`: each source file's name, length and modification time, and the size asked for), and keeps the
-length and modification time of each of its own arrays (entry.json), so that an array changed in the cache is
-rebuilt rather than trained on."""
+length, modification time and a content digest of each of its own arrays (entry.json), so that an array changed in
+the cache is rebuilt rather than trained on. An entry is a folder of its own: a link in its place is replaced, never
+written through."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .images import ARRAY_FILES, Log, say
 from .sources import RawData
 
 CACHE_VERSION = 4  # bump when reading or resizing changes, so that cached images are read again
-MANIFEST = "entry.json"  # each array's length and modification time, written last
+MANIFEST = "entry.json"  # each array's length, modification time and content digest, written last
+SAMPLED_ROWS = 4096  # images a large array's digest reads
 
 
 def cached(path: Path, image_size: int = 0, cache: Path | None = None, log: Log = say) -> RawData:
@@ -32,6 +34,9 @@ def cached(path: Path, image_size: int = 0, cache: Path | None = None, log: Log 
     if not path.exists() or (read is not images.read_folder and not image_size):
         return read(path, image_size, log)
     target = (cache or sources.cache_dir()) / "images" / cache_key(path, image_size)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):  # never read or written through
+        log(f"betavae: cache entry {target} is not a folder of its own (a link?); it is replaced by one")
+        target.unlink()  # the link itself (or a file) in betavae's own cache, never what it points to
     try:
         return read_cache(target)
     except BetaVAEError as error:
@@ -78,9 +83,20 @@ def write_cache(raw: RawData, folder: Path) -> None:
     atomic.write_json(folder / MANIFEST, stamps(folder))
 
 
-def stamps(folder: Path) -> dict[str, list[int]]:
-    """Each array file's length and modification time, as the entry's manifest keeps them."""
-    return {name: [(folder / name).stat().st_size, (folder / name).stat().st_mtime_ns] for name in ARRAY_FILES.values()}
+def stamps(folder: Path) -> dict[str, list]:
+    """Each array file's length, modification time and a digest of its content, as the entry's manifest keeps them."""
+    return {name: [(folder / name).stat().st_size, (folder / name).stat().st_mtime_ns,
+                   content_digest(images.load_array(folder / name))] for name in ARRAY_FILES.values()}
+
+
+def content_digest(array: np.ndarray, whole_below: int = 64 << 20) -> str:
+    """sha256 of an array's shape, type and content: all of it up to `whole_below` bytes, else of SAMPLED_ROWS rows
+    spread over it (a replaced or zeroed array changes them; reading gigabytes on every start would take minutes)."""
+    digest = hashlib.sha256(f"{array.shape} {array.dtype}".encode())
+    rows = array if array.nbytes <= whole_below else \
+        array[np.unique(np.linspace(0, len(array) - 1, SAMPLED_ROWS).astype(np.int64))]
+    digest.update(np.ascontiguousarray(rows).data)
+    return digest.hexdigest()
 
 
 def read_manifest(folder: Path) -> object:
