@@ -84,5 +84,10 @@ def test_the_public_methods_refuse_images_of_another_shape_or_range_in_one_line(
         for method in (model.posterior_means, model.reconstruct):
             with pytest.raises(BetaVAEError, match=message):
                 method(images)
+    with pytest.raises(BetaVAEError, match=r"shape \(2, 1, 12, 12\), but this model reads \(N, 1, 8, 8\)"):
+        model.encode(torch.zeros(2, 1, 12, 12))
+    with pytest.raises(BetaVAEError, match=r"codes of shape \(2, 7\), but this model decodes \(N, 2\)"):
+        model.decode(torch.zeros(2, 7))
+    assert model.posterior_means(np.random.rand(3, 1, 8, 8).astype(np.float32)).shape == (3, 2)  # numpy is read
     assert model.posterior_means(torch.rand(3, 1, 8, 8)).shape == (3, 2)
     assert model.reconstruct(torch.rand(3, 1, 8, 8) > 0.5).shape == (3, 1, 8, 8)  # bool images are 0/1

@@ -155,6 +155,12 @@ def test_run_sample_gives_what_the_sample_command_shows(run, monkeypatch, capsys
         run.sample(4, "gmm", label=1)
 
 
+def test_the_api_bounds_how_many_images_one_call_draws(run):
+    for n in (0, 10**9, True):
+        with pytest.raises(BetaVAEError, match=r"--n must be a whole number from 1 to 100,000"):
+            run.sample(n)
+
+
 def test_sample_command_with_each_sampler(run, capsys):
     assert cli.main(["sample", str(run.path), "--sampler", "gmm", "--n", "16"]) == 0
     assert cli.main(["sample", str(run.path), "--sampler", "class", "--digit", "2", "--n", "8"]) == 0

@@ -47,11 +47,16 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance, each (N, latent_dim). Bool images (binary data) are taken as 0/1."""
+        if tuple(x.shape[1:]) != self.image_shape:  # a shape check only: this is the training step's path too
+            raise BetaVAEError(f"images of shape {tuple(x.shape)}, but this model reads (N, "
+                               f"{', '.join(map(str, self.image_shape))}): channels, height, width")
         mean, logvar = self.encoder(as_float(x)).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The likelihood's parameters (Bernoulli logits, ...) of every pixel, (N, *output_shape)."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise BetaVAEError(f"codes of shape {tuple(z.shape)}, but this model decodes (N, {self.latent_dim})")
         return self.decoder(z).view(len(z), *self.output_shape)
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
@@ -75,6 +80,7 @@ class VAE(nn.Module):
         """Posterior means (N, latent_dim) float32 of a whole image set, encoded batch by batch on the model's device
         (bit-packed images unpack one batch at a time)."""
         device = next(self.parameters()).device
+        images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
         parts = [self.encode(self.checked(batch).to(device))[0].float().cpu() for batch in images.split(batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
@@ -108,11 +114,14 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean images of the decoding of each image's posterior mean (deterministic)."""
+        x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
         return self.decode_mean(self.encode(self.checked(x))[0])
 
     def checked(self, images: torch.Tensor) -> torch.Tensor:
         """Images as the model reads them, (N, *image_shape) in [0, 1] (or bool), else one line saying what they are:
         the public methods take a user's tensors, which torch would reject from deep inside or silently misread."""
+        if not isinstance(images, torch.Tensor):
+            raise BetaVAEError(f"images must be a torch tensor (or a numpy array), got {type(images).__name__}")
         if tuple(images.shape[1:]) != self.image_shape or images.dim() != 4:
             raise BetaVAEError(f"images of shape {tuple(images.shape)}, but this model reads (N, "
                                f"{', '.join(map(str, self.image_shape))}): channels, height, width")

@@ -98,6 +98,9 @@ def explorer_samplers(run: RunLike) -> list[dict[str, Any]]:
     return [for_run(run, name).explorer() for name in available(run)]
 
 
+MAX_DRAWS = 100_000  # images one call decodes (a 10^9 would ask the allocator for gigabytes, deep inside torch)
+
+
 def default_seed(run: RunLike) -> int:
     """The seed of the samples training draws, and of `betavae sample` without --seed."""
     return run.config.seed + 2
@@ -107,8 +110,9 @@ def sample_codes(run: RunLike, n: int, name: str = registry.DEFAULT, label: int 
                  seed: int | None = None, components: int | None = None) -> Draw:
     """The codes `betavae sample` decodes: n draws of the named sampler from seed (default default_seed), of one
     label, or, for a sampler that draws by label and no label given, a row per label."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise BetaVAEError(f"--n must be a whole number of at least 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DRAWS:
+        raise BetaVAEError(f"--n must be a whole number from 1 to {MAX_DRAWS:,}, got {n!r} (draw more in several "
+                           "calls, each with its own seed)")
     if label is not None and not registry.get(name).by_label:
         raise BetaVAEError(f"--digit needs --sampler {' or '.join(registry.by_label())} (got --sampler {name})")
     seed = default_seed(run) if seed is None else seed
