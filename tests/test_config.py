@@ -126,6 +126,18 @@ def test_toml_takes_settings_flat_or_as_the_objectives_table(tmp_path):
     assert config.load_file(path).settings["gamma"] == 50.0
 
 
+def test_an_objectives_table_is_read_for_the_objective_an_option_chooses(tmp_path):
+    """A [dipvae] table with --objective dipvae is that objective's settings, not an unknown key; a table of an
+    objective nobody chose says how to choose it."""
+    path = tmp_path / "c.toml"
+    path.write_text("[dipvae]\nlambda_od = 2\n")
+    chosen = resolve(None, path, {"objective": "dipvae"})
+    assert chosen.objective == "dipvae" and chosen.settings["lambda_od"] == 2.0
+    with pytest.raises(BetaVAEError, match=r'a \[dipvae\] table holds the dipvae objective's settings, but the '
+                                           r'objective is beta: choose it with objective = "dipvae"'):
+        resolve(None, path, {})
+
+
 @pytest.mark.parametrize("objective, flat, expected", [
     ("beta", dict(beta=2.0, gamma=1000.0, tc_weight=6.0), {"beta": 2.0, "beta_warmup_steps": 0, "beta_start": 0.0}),
     ("capacity", dict(beta=4.0, gamma=100.0, capacity_max=20.0), {"gamma": 100.0, "capacity_max": 20.0}),

@@ -230,6 +230,10 @@ def _refuse_unknown(objective: str, keys: set[str], settings: set[str]) -> None:
     unknown = sorted(keys | settings)
     if not unknown:
         return
+    tables = [key for key in unknown if key in OBJECTIVES]  # [dipvae] while the objective is another
+    if tables:
+        raise BetaVAEError(f"a [{tables[0]}] table holds the {tables[0]} objective's settings, but the objective is "
+                           f"{objective}: choose it with objective = \"{tables[0]}\" (or --objective {tables[0]})")
     owners = {key: [n for n, kind in OBJECTIVES.items() if key in kind.Settings.names()] for key in unknown}
     if all(owners.values()):
         whose = "; ".join(f"{key} is a setting of {', '.join(names)}" for key, names in owners.items())
@@ -349,8 +353,9 @@ def resolve(preset_name: str | None = None, config_file: str | Path | None = Non
             overrides: dict[str, Any] | None = None) -> Config:
     """Preset, then config file, then overrides: each later source wins."""
     config = preset(preset_name or DEFAULT_PRESET)
-    if config_file:
-        config = load_file(config_file, config)
+    chosen = (overrides or {}).get("objective")
+    if config_file:  # an objective chosen by an option is the one the file's [objective] table is read for
+        config = load_file(config_file, config.replace(objective=chosen) if chosen else config)
     if overrides:
         config = from_dict(overrides, config)
     return config
