@@ -217,6 +217,10 @@ def from_dict(values: Mapping[str, Any], base: Config | None = None, typed: bool
     settings = base.settings if name == base.objective else {}
     table = values.pop(name) if isinstance(values.get(name), Mapping) else {}  # flat beta=4 is not the beta table
     settings = {**settings, **table, **{key: values.pop(key) for key in list(values) if key in kind.Settings.names()}}
+    other = next((key for key, value in values.items() if key in OBJECTIVES and isinstance(value, Mapping)), None)
+    if other:  # [dipvae] while the objective is another
+        raise BetaVAEError(f"a [{other}] table holds the {other} objective's settings, but the objective is {name}: "
+                           f"choose it with objective = \"{other}\" (or --objective {other})")
     _refuse_unknown(name, set(values) - set(CONFIG_FIELDS), set(settings) - set(kind.Settings.names()))
     hints = typing.get_type_hints(Config)
     coerced = {key: coerce(key, hints[key], value, typed) for key, value in values.items()}
@@ -230,10 +234,6 @@ def _refuse_unknown(objective: str, keys: set[str], settings: set[str]) -> None:
     unknown = sorted(keys | settings)
     if not unknown:
         return
-    tables = [key for key in unknown if key in OBJECTIVES]  # [dipvae] while the objective is another
-    if tables:
-        raise BetaVAEError(f"a [{tables[0]}] table holds the {tables[0]} objective's settings, but the objective is "
-                           f"{objective}: choose it with objective = \"{tables[0]}\" (or --objective {tables[0]})")
     owners = {key: [n for n, kind in OBJECTIVES.items() if key in kind.Settings.names()] for key in unknown}
     if all(owners.values()):
         whose = "; ".join(f"{key} is a setting of {', '.join(names)}" for key, names in owners.items())
