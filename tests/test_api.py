@@ -67,6 +67,13 @@ def test_train_and_resume_each_take_their_own_parameters(npz, tmp_path, capsys):
     assert not {"resume", "changes", "from_best", "data_changed_ok"} & set(inspect.signature(betavae.train).parameters)
 
 
+def test_a_run_is_opened_by_a_path_only():
+    from betavae.errors import BetaVAEError
+    for path in (None, 123):
+        with pytest.raises(BetaVAEError, match="a run is opened by its folder's path"):
+            betavae.Run.open(path)
+
+
 def test_select_given_one_path_instead_of_a_list_says_so():
     from betavae.errors import BetaVAEError
     with pytest.raises(BetaVAEError, match=r"select ranks several runs: give a list of run folders"):

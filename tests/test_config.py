@@ -126,6 +126,12 @@ def test_toml_takes_settings_flat_or_as_the_objectives_table(tmp_path):
     assert config.load_file(path).settings["gamma"] == 50.0
 
 
+def test_a_toml_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufefflatent_dim = 3\n".encode("utf-8"))
+    assert config.load_file(path).latent_dim == 3
+
+
 def test_an_objectives_table_is_read_for_the_objective_an_option_chooses(tmp_path):
     """A [dipvae] table with --objective dipvae is that objective's settings, not an unknown key; a table of an
     objective nobody chose says how to choose it."""

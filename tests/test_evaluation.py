@@ -192,6 +192,12 @@ def test_evaluate_refuses_a_classifier_that_cannot_score_the_run_before_any_work
     assert len(err.strip().splitlines()) == 1 and not (run / "evaluation.json").exists()
 
 
+def test_evaluating_another_split_says_it_replaces_the_earlier_evaluation(finished_run, capsys):
+    argv = ["evaluate", str(finished_run / "run"), "--importance-samples", "0", "--repeats", "2", "--no-probes"]
+    assert cli.main([*argv, "--split", "test"]) == 0 and cli.main([*argv, "--split", "train"]) == 0
+    assert "held the test split's evaluation; it now holds the train split's" in capsys.readouterr().err
+
+
 def test_sweep_runs_skips_and_summarises(finished_run, capsys):
     argv = ["sweep", "--beta", "0.5,2", "--seeds", "0", "--dataset", str(finished_run / "data.npz"),
             "--val-size", "60", "--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--runs", str(finished_run),

@@ -211,9 +211,10 @@ def test_class_folders_keep_their_sorted_position_and_hidden_folders_are_not_cla
         (tmp_path / "f" / name).mkdir(parents=True)
     for name in ("1", "2", ".thumbnails"):
         Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "f" / name / "a.png")
+    (tmp_path / "f" / "1" / "more").mkdir()  # a folder inside a class: not read, and said
     said = []
     labels = sorted({label for label, _ in images.image_files(tmp_path / "f", said.append)})
-    assert labels == [1, 2]
+    assert labels == [1, 2] and any("folders inside class folders are not read: 1/more" in line for line in said)
     assert any(".thumbnails" in line for line in said) and any("no images" in line and "0" in line for line in said)
 
 

@@ -266,12 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--digit", type=int,
                      help=f"with --sampler {' or '.join(samplers.registry.by_label())}: the label to draw")
     sub = figure_parser("interpolate", "walk between the posterior means of two images", cmd_interpolate)
-    sub.add_argument("--pairs", type=parse_pairs, help="validation index pairs, e.g. 0:1,2:3 (default 4 pairs)")
+    sub.add_argument("--pairs", type=parse_pairs, help="index pairs into the validation split (the training split when the run has "
+                     "none), e.g. 0:1,2:3 (default 4 pairs)")
     sub.add_argument("--images", nargs=2, metavar="PNG", help="two image files instead of pairs")
     sub.add_argument("--steps", type=bounded(int, 2, 1000), default=16, help="images along the walk, ends included")
     sub.add_argument("--method", choices=["linear", "spherical"], default="linear")
     sub = figure_parser("traverse", "sweep each latent dimension around an image's mean", cmd_traverse)
-    sub.add_argument("--index", type=int, default=0, help="validation image index")
+    sub.add_argument("--index", type=int, default=0, help="index of an image of the validation split (the training split when "
+                     "the run has none)")
     sub.add_argument("--span", type=bounded(float, 1e-6, 1e3), default=3.0,
                      help="how far from the mean, in prior sds (at most 1000)")
     sub = figure_parser("latent-map", "posterior means in 2-D, coloured by class, at the captured epochs",

@@ -330,7 +330,7 @@ def load_file(path: str | Path, base: Config | None = None) -> Config:
         if len(raw) > MAX_CONFIG_BYTES:
             raise BetaVAEError(f"config file {path} is over {MAX_CONFIG_BYTES >> 20} MB, which no configuration is; "
                                "give the path of a TOML file")
-        data = tomllib.loads(raw.decode())
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a byte-order mark, as some editors save, is not content
     except FileNotFoundError:
         raise BetaVAEError(f"config file {path} does not exist; check the path") from None
     except OSError as error:

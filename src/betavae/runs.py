@@ -56,6 +56,8 @@ class Run:
              data: datalib.Data | None = None) -> "Run":
         """Open a run folder (or the folder of a model.safetensors path). With finished=True, refuse one that has not
         finished, naming the command that finishes it. A model or data already in memory may be handed over."""
+        if not isinstance(path, (str, Path)):
+            raise BetaVAEError(f"a run is opened by its folder's path, got {type(path).__name__} {path!r}")
         path = Path(path)
         if path.suffix == ".safetensors":
             path = path.parent

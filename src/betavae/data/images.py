@@ -237,6 +237,10 @@ def image_files(folder: Path, log: Log = say) -> list[tuple[int, Path]]:
                            "images there (optionally one subfolder per class)")
     if classes and hidden:
         log(f"betavae: {folder}: hidden folders are not classes, left out: {', '.join(hidden)}")
+    nested = [f"{c.name}/{p.name}" for c, _ in classes for p in sorted(c.iterdir()) if p.is_dir()]
+    if nested:  # a class is the images directly in its folder
+        log(f"betavae: {folder}: folders inside class folders are not read: {', '.join(nested[:3])}"
+            f"{' ...' if len(nested) > 3 else ''}")
     empty = [c.name for c, paths in classes if not paths]
     if empty:  # kept as labels, so that every class keeps its folder's sorted position (folders 0-9: digits 0-9)
         log(f"betavae: {folder}: class folders with no images (their labels stay unused): {', '.join(empty)}")

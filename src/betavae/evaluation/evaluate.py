@@ -6,6 +6,7 @@ when a number is not a likelihood (BCE on grey levels) and on which targets each
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -187,8 +188,20 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
             result["representation"] = "skipped: the training images' labels have one class; a probe needs two"
         else:
             result["representation"] = representation_section(model, train, target, seed)
+    previous = previous_split(run.path / EVALUATION)
+    if previous and previous != split:  # one evaluation.json per run: the report shows the latest
+        log(f"betavae: {run.path / EVALUATION} held the {previous} split's evaluation; it now holds the {split} split's")
     atomic.write_json(run.path / EVALUATION, result)
     return result
+
+
+def previous_split(path: Path) -> str | None:
+    """The split an earlier evaluation.json was of (None when there is none, or it cannot be read)."""
+    try:
+        split = json.loads(path.read_text()).get("split") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return split if isinstance(split, str) else None
 
 
 def format_table(result: dict[str, Any]) -> str:

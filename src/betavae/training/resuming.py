@@ -162,7 +162,7 @@ def check_resumable(run_dir: str | Path, names: Iterable[str]) -> None:
     refused = sorted(name for name in names if name not in RESUMABLE_CHANGES)
     if refused:
         raise BetaVAEError(f"cannot change {', '.join(refused)} when resuming {run_dir}; only "
-                           f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead")
+                           f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run instead (another --name)")
 
 
 def changed_fields(saved: Config, requested: Config) -> list[str]:
