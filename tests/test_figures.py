@@ -138,7 +138,7 @@ def test_interpolate_two_files(run_dir, tmp_path):
     (["interpolate", "{run}", "--images", "{right}", "{bomb}"], "guards against decompression bombs"),
     (["interpolate", "{run}", "--images", "{wrong}", "{wrong}", "--pairs", "0:1"], "give --images or --pairs"),
     (["reconstruct", "{missing}"], "does not exist"),
-    (["report", "{unfinished}"], "is running"),
+    (["report", "{unfinished}"], "stopped while running"),
 ])
 def test_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, argv, message):
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "right.png")
