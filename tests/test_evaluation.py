@@ -171,7 +171,7 @@ def test_evaluate_without_classifier_says_how_to_get_one(finished_run, capsys):
 
 
 @pytest.mark.parametrize("shape, classes, message", [
-    (None, 4, "no classifier at {file}; train one with: betavae classifier train --dataset {data} --out {file}"),
+    (None, 4, "no classifier at {file}; train one with: betavae classifier train --dataset {data} --val-size 60 --out {file}"),
     ((1, 16, 16), 4, "classifies images of 1x16x16 (channels x height x width), but {run} has images of 1x12x12"),
     ((3, 12, 12), 4, "classifies images of 3x12x12"),
     ((1, 12, 12), 3, "tells 3 classes (0 to 2), but {run} has label 3: it was trained on other labels"),

@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 import torch
@@ -80,14 +81,36 @@ def test_the_public_methods_refuse_images_of_another_shape_or_range_in_one_line(
     from betavae.errors import BetaVAEError
     model = networks.build(preset("vae").replace(hidden=(16,), latent_dim=2), (1, 8, 8))
     for images, message in ((torch.zeros(2, 3, 8, 8), r"shape \(2, 3, 8, 8\), but this model reads \(N, 1, 8, 8\)"),
-                            (torch.full((2, 1, 8, 8), 255.0), r"from 255 to 255, but this model reads values in \[0, 1\]")):
+                            (torch.full((2, 1, 8, 8), 255.0), r"from 255 to 255, but this model reads finite values in \[0, 1\]")):
         for method in (model.posterior_means, model.reconstruct):
             with pytest.raises(BetaVAEError, match=message):
                 method(images)
     with pytest.raises(BetaVAEError, match=r"shape \(2, 1, 12, 12\), but this model reads \(N, 1, 8, 8\)"):
         model.encode(torch.zeros(2, 1, 12, 12))
-    with pytest.raises(BetaVAEError, match=r"codes of shape \(2, 7\), but this model decodes \(N, 2\)"):
+    with pytest.raises(BetaVAEError, match=r"codes of shape \(2, 7\), but this model decodes a tensor \(N, 2\)"):
         model.decode(torch.zeros(2, 7))
     assert model.posterior_means(np.random.rand(3, 1, 8, 8).astype(np.float32)).shape == (3, 2)  # numpy is read
     assert model.posterior_means(torch.rand(3, 1, 8, 8)).shape == (3, 2)
     assert model.reconstruct(torch.rand(3, 1, 8, 8) > 0.5).shape == (3, 1, 8, 8)  # bool images are 0/1
+
+
+def test_encode_decode_and_sample_take_a_users_values_or_say_why_not():
+    """numpy and uint8 images are read by their meaning, doubles and whole-number codes as floats; NaN, 0..255 floats,
+    lists and sample sizes out of range are one line."""
+    from betavae.errors import BetaVAEError
+    model = networks.build(preset("vae").replace(hidden=(16,), latent_dim=2), (1, 8, 8))
+    images = torch.rand(3, 1, 8, 8)
+    bytes_ = (images * 255).round().to(torch.uint8)
+    assert torch.allclose(model.encode(bytes_)[0], model.encode(bytes_.float() / 255)[0])
+    assert torch.allclose(model.encode(images.double())[0], model.encode(images)[0])
+    assert torch.allclose(model.encode(images.numpy())[0], model.encode(images)[0])
+    assert model.decode(torch.zeros(2, 2, dtype=torch.long)).shape[0] == 2
+    for bad, message in ((images * 255, "but this model reads finite values in"), (torch.full((1, 1, 8, 8), math.nan), "finite values"),
+                         ([[0.0] * 64], "must be a torch tensor")):
+        with pytest.raises(BetaVAEError, match=message):
+            model.encode(bad)
+    with pytest.raises(BetaVAEError, match="must be a torch tensor"):
+        model.posterior_means([[0.0] * 64])
+    for n in (-1, 0, 10**9):
+        with pytest.raises(BetaVAEError, match="n must be a whole number from 1 to 100,000"):
+            model.sample(n)

@@ -191,3 +191,10 @@ def test_the_table_says_when_the_best_is_tied():
     assert format_table(result).splitlines()[-1].startswith("best: a (tied with b);")
     records[1]["udr"] = 0.4
     assert format_table(result).splitlines()[-1].startswith("best: a;")
+
+
+def test_codes_with_nan_are_one_line():
+    from betavae.errors import BetaVAEError
+    from betavae.evaluation import udr as udr_module
+    with pytest.raises(BetaVAEError, match="model 0: its codes or KL values hold NaN or infinity"):
+        udr_module.udr([np.full((10, 2), np.nan), np.ones((10, 2))], np.ones((2, 2)))

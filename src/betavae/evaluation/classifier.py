@@ -111,13 +111,13 @@ def save_classifier(model: DigitClassifier, path: Path, test_accuracy: float) ->
     atomic.write_bytes(path, save_safetensors_bytes(state, metadata=metadata))
 
 
-def load_classifier(path: str | Path, dataset: str = "DATA") -> tuple[DigitClassifier, float]:
-    """The classifier at path and its test accuracy; a clear error, with the command that trains it, when there is
-    none."""
+def load_classifier(path: str | Path, training: str = "betavae classifier train --dataset DATA"
+                    ) -> tuple[DigitClassifier, float]:
+    """The classifier at path and its test accuracy; a clear error, with the command that trains it (`training`, to
+    which --out is added), when there is none."""
     path = Path(path)
     if not path.is_file():
-        raise BetaVAEError(f"no classifier at {path}; train one with: betavae classifier train --dataset {dataset} "
-                           f"--out {path}")
+        raise BetaVAEError(f"no classifier at {path}; train one with: {training} --out {path}")
     try:
         with safe_open(str(path), framework="pt") as stored:
             header = stored.metadata() or {}

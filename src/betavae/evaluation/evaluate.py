@@ -124,11 +124,17 @@ def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path
     return section
 
 
+def classifier_training(run: Run) -> str:
+    """The command that trains a classifier on a run's data, with the run's own validation size (the classifier's
+    default, 5000, is more than a small data set holds)."""
+    return f"betavae classifier train --dataset {run.config.dataset} --val-size {run.config.val_size}"
+
+
 def classifier_for(run: Run, path: Path) -> tuple[DigitClassifier, float]:
     """The classifier at path, refused in one line when it cannot score this run's images: another image shape, or
     fewer classes than the run has labels (it was trained on other data)."""
-    classifier, accuracy = load_classifier(path, run.config.dataset)
-    fix = f"train one on this run's data: betavae classifier train --dataset {run.config.dataset} --out FILE"
+    classifier, accuracy = load_classifier(path, classifier_training(run))
+    fix = f"train one on this run's data: {classifier_training(run)} --out FILE"
     if tuple(classifier.image_shape) != tuple(run.image_shape):
         shape = lambda s: "x".join(map(str, s))  # noqa: E731
         raise BetaVAEError(f"{path} classifies images of {shape(classifier.image_shape)} (channels x height x width), "
@@ -178,8 +184,8 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
         result["sample_quality"] = ("skipped: no classifier is known for this data set (train one with betavae "
                                     "classifier train --dataset DATA --out FILE, then pass --classifier FILE)")
     else:
-        result["sample_quality"] = (f"skipped: no classifier at {classifier_file} (train one: betavae classifier train "
-                                    f"--dataset {config.dataset})")
+        result["sample_quality"] = (f"skipped: no classifier at {classifier_file} (train one: "
+                                    f"{classifier_training(run)})")
     if probes:
         train = run.split("train")
         if not (target.labelled and train.labelled):

@@ -131,6 +131,8 @@ def check_tables(codes: Sequence[np.ndarray], kl_per_dim: Sequence[Sequence[floa
         if np.ndim(table) != 2 or np.shape(table)[1] != len(kl):
             raise BetaVAEError(f"model {i}: codes of shape {np.shape(table)} but {len(kl)} KL values; give (N, D) "
                                "codes and one KL per latent")
+        if not (np.isfinite(np.asarray(table, dtype=float)).all() and np.isfinite(np.asarray(kl, dtype=float)).all()):
+            raise BetaVAEError(f"model {i}: its codes or KL values hold NaN or infinity; give finite numbers")
 
 
 # --- runs ----------------------------------------------------------------------------------------------------------

@@ -46,17 +46,22 @@ class VAE(nn.Module):
         self.output_shape = (self.likelihood.outputs * self.image_shape[0], *self.image_shape[1:])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance, each (N, latent_dim). Bool images (binary data) are taken as 0/1."""
-        if tuple(x.shape[1:]) != self.image_shape:  # a shape check only: this is the training step's path too
-            raise BetaVAEError(f"images of shape {tuple(x.shape)}, but this model reads (N, "
-                               f"{', '.join(map(str, self.image_shape))}): channels, height, width")
+        """Posterior mean and log-variance, each (N, latent_dim), of a user's images (`checked`). Bool images (binary
+        data) are taken as 0/1."""
+        return self._encode(self.checked(x))
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode` without the checks: the training step's path, on images the data pipeline made."""
         mean, logvar = self.encoder(as_float(x)).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The likelihood's parameters (Bernoulli logits, ...) of every pixel, (N, *output_shape)."""
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise BetaVAEError(f"codes of shape {tuple(z.shape)}, but this model decodes (N, {self.latent_dim})")
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise BetaVAEError(f"codes of shape {tuple(np.shape(z))}, but this model decodes a tensor (N, "
+                               f"{self.latent_dim})")
+        if not z.is_floating_point() or z.dtype == torch.float64:  # whole numbers or doubles from a user: as float32
+            z = z.float()
         return self.decoder(z).view(len(z), *self.output_shape)
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
@@ -68,7 +73,7 @@ class VAE(nn.Module):
         """The decoded likelihood parameters (logits, ...) of a reconstruction from one sampled z (N(0, I) noise
         given, or drawn), and the posterior's mean and log-variance (as `posterior` combines them, when given:
         Ada-GVAE averages a pair's shared latents)."""
-        mean, logvar = self.encode(x)
+        mean, logvar = self._encode(x)
         if posterior is not None:
             mean, logvar = posterior(mean, logvar)
         if noise is None:
@@ -80,8 +85,8 @@ class VAE(nn.Module):
         """Posterior means (N, latent_dim) float32 of a whole image set, encoded batch by batch on the model's device
         (bit-packed images unpack one batch at a time)."""
         device = next(self.parameters()).device
-        images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
-        parts = [self.encode(self.checked(batch).to(device))[0].float().cpu() for batch in images.split(batch_size)]
+        images = images if hasattr(images, "split") and not isinstance(images, np.ndarray) else self.checked(images)
+        parts = [self._encode(self.checked(batch).to(device))[0].float().cpu() for batch in images.split(batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.inference_mode()
@@ -90,8 +95,9 @@ class VAE(nn.Module):
         """Posterior means and one draw z = mean + sd * noise per image (N, latent_dim) each, float32."""
         device = next(self.parameters()).device
         means, draws = [], []
+        images = images if hasattr(images, "split") and not isinstance(images, np.ndarray) else self.checked(images)
         for batch in images.split(batch_size):
-            mean, logvar = self.encode(self.checked(batch).to(device))
+            mean, logvar = self._encode(self.checked(batch).to(device))
             noise = torch.randn(mean.shape, generator=generator).to(device)
             means.append(mean.float().cpu())
             draws.append(posterior_draw(mean, logvar, noise).float().cpu())
@@ -104,6 +110,9 @@ class VAE(nn.Module):
         """Mean images of n decoded from z ~ N(0, I), or from z drawn by a fitted
         sampler (betavae.samplers: a mixture fitted to posterior draws of the training images, or one per label; a
         run draws with `Run.sample(n, sampler=..., label=...)`)."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+            raise BetaVAEError(f"n must be a whole number from 1 to {MAX_SAMPLES:,}, got {n!r} (draw more in several "
+                               "calls)")
         device = next(self.parameters()).device
         if sampler is None:
             z = torch.randn(n, self.latent_dim, generator=generator, device=device)
@@ -114,21 +123,28 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean images of the decoding of each image's posterior mean (deterministic)."""
-        x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
-        return self.decode_mean(self.encode(self.checked(x))[0])
+        return self.decode_mean(self.encode(x)[0])
 
     def checked(self, images: torch.Tensor) -> torch.Tensor:
         """Images as the model reads them, (N, *image_shape) in [0, 1] (or bool), else one line saying what they are:
         the public methods take a user's tensors, which torch would reject from deep inside or silently misread."""
+        images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
         if not isinstance(images, torch.Tensor):
             raise BetaVAEError(f"images must be a torch tensor (or a numpy array), got {type(images).__name__}")
         if tuple(images.shape[1:]) != self.image_shape or images.dim() != 4:
             raise BetaVAEError(f"images of shape {tuple(images.shape)}, but this model reads (N, "
                                f"{', '.join(map(str, self.image_shape))}): channels, height, width")
-        if images.is_floating_point() and len(images) and (images.min() < 0 or images.max() > 1):
+        if images.dtype == torch.uint8:  # 8-bit pixels: their meaning is k/255
+            return images.float().div_(255.0)
+        if images.dtype != torch.bool and not images.is_floating_point():
+            raise BetaVAEError(f"images of {images.dtype}; give floats in [0, 1], 8-bit pixels (uint8) or bools")
+        if len(images) and not (torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
             raise BetaVAEError(f"images from {float(images.min()):g} to {float(images.max()):g}, but this model reads "
-                               "values in [0, 1]: divide 8-bit pixels by 255")
-        return images
+                               "finite values in [0, 1]: divide 8-bit pixels by 255")
+        return images.float() if images.dtype == torch.float64 else images
+
+
+MAX_SAMPLES = 100_000  # images one `sample` call decodes (as Run.sample): 10^9 would fail in torch's allocator
 
 
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
