@@ -111,7 +111,8 @@ def run_point(base: Config, sweep_dir: str, point: Point, figures: bool = False)
 
     run_dir = Path(sweep_dir) / point.name
     config = point.config(base)
-    if (run_dir / folder.STATUS).is_file() and Run.open(run_dir).finished and not training_changes(run_dir, config):
+    run = Run.open(run_dir) if (run_dir / folder.STATUS).is_file() else None
+    if run is not None and run.finished and not training_changes(run, config):
         return str(run_dir)
     if not (run_dir / folder.CONFIG).is_file():
         train(config, run_dir, figures=figures, report=False, tensorboard_log=False, progress=False)
@@ -192,8 +193,9 @@ def check_points(base: Config, sweep_dir: Path, chosen: list[Point]) -> None:
         if run_dir.is_symlink() or run_dir.exists() and not run_dir.is_dir():
             raise BetaVAEError(f"{run_dir} is not a folder of a run; move it out of the way or choose another --name")
         if (run_dir / folder.CONFIG).is_file():
-            requested_config(run_dir, Run.open(run_dir).config, point.config(base).to_dict())
-            check_trains_further(run_dir, point.config(base))
+            run, requested = Run.open(run_dir), point.config(base)
+            requested_config(run_dir, run.config, requested.to_dict())
+            check_trains_further(run, requested)
         elif run_dir.is_dir() and any(run_dir.iterdir()):
             raise BetaVAEError(f"{run_dir} holds files but no run; move them out of the way or choose another --name")
 
@@ -201,20 +203,21 @@ def check_points(base: Config, sweep_dir: Path, chosen: list[Point]) -> None:
 TRAINING_CHANGES = ("epochs", "lr", "time_budget")  # what a rerun may change of a finished point, to train it further
 
 
-def training_changes(run_dir: Path, requested: Config) -> list[str]:
-    """The settings a rerun asks of a finished point that differ from those it was trained with."""
-    run = Run.open(run_dir)
-    changed = changed_fields(run.config, requested) if run.finished else []
-    return [name for name in changed if name in TRAINING_CHANGES]
+def training_changes(run: Run, requested: Config) -> list[str]:
+    """The settings a rerun asks of a finished point that differ from those it was trained with (none for a point
+    that has not finished: it is continued anyway)."""
+    if not run.finished:
+        return []
+    return [name for name in changed_fields(run.config, requested) if name in TRAINING_CHANGES]
 
 
-def check_trains_further(run_dir: Path, requested: Config) -> None:
+def check_trains_further(run: Run, requested: Config) -> None:
     """A finished point rerun with another --epochs, --lr or --time-budget is trained further with them (a resume),
     never kept as if it had those settings; a change that would train nothing is refused in one line."""
-    changed = training_changes(run_dir, requested)
+    changed = training_changes(run, requested)
     if not changed:
         return
-    run = Run.open(run_dir)
+    run_dir = run.path
     trained, budget = run.status["epoch"], run.config.time_budget
     more_time = "time_budget" in changed and budget and (not requested.time_budget or requested.time_budget > budget)
     if requested.epochs > trained or more_time:

@@ -85,8 +85,12 @@ def write_cache(raw: RawData, folder: Path) -> None:
 
 def stamps(folder: Path) -> dict[str, list]:
     """Each array file's length, modification time and a digest of its content, as the entry's manifest keeps them."""
-    return {name: [(folder / name).stat().st_size, (folder / name).stat().st_mtime_ns,
-                   content_digest(images.load_array(folder / name))] for name in ARRAY_FILES.values()}
+    return {name: stamp(folder / name) for name in ARRAY_FILES.values()}
+
+
+def stamp(path: Path) -> list:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, content_digest(images.load_array(path))]
 
 
 def content_digest(array: np.ndarray, whole_below: int = 64 << 20) -> str:

@@ -90,11 +90,12 @@ def density_section(model: VAE, split: datalib.Split, k: int, repeats: int, seed
     return section
 
 
-def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path, n: int, seed: int
-                           ) -> dict[str, Any]:
+def sample_quality_section(run: Run, split: datalib.Split, classifier_file: Path, n: int, seed: int,
+                           scorer: tuple[DigitClassifier, float] | None = None) -> dict[str, Any]:
     """Samples of each sampler against real images in the classifier's feature space, beside the real-against-real
-    floor; for the class sampler also the share of each label's samples that the classifier gives that label."""
-    classifier, accuracy = classifier_for(run, classifier_file)
+    floor; for the class sampler also the share of each label's samples that the classifier gives that label.
+    `scorer`: the classifier and its accuracy, when already loaded from classifier_file (by `classifier_for`)."""
+    classifier, accuracy = scorer or classifier_for(run, classifier_file)
     train = run.split("train")
     n = min(n, len(split), len(train))
     features = lambda images: features_and_probabilities(classifier, datalib.as_float(images))  # noqa: E731
@@ -174,12 +175,11 @@ def evaluate(run: Run | str | Path, split: str = "test", importance_samples: int
                               "loss": run.describe_objective()}
     classifier_file = Path(classifier) if classifier else default_classifier(config.dataset)
     scored = classifier_file is not None and (bool(classifier) or classifier_file.is_file())
-    if scored:
-        classifier_for(run, classifier_file)  # a missing or unfit classifier is said before minutes of work
+    scorer = classifier_for(run, classifier_file) if scored else None  # missing or unfit: said before minutes of work
     result.update(likelihood_section(model, target, config.pixels, importance_samples, repeats, seed, log))
     result["active_units"] = active_units(torch.from_numpy(model.posterior_means(target.images)).double())
     if scored:
-        result["sample_quality"] = sample_quality_section(run, target, classifier_file, n_samples, seed)
+        result["sample_quality"] = sample_quality_section(run, target, classifier_file, n_samples, seed, scorer)
     elif classifier_file is None:
         result["sample_quality"] = ("skipped: no classifier is known for this data set (train one with betavae "
                                     "classifier train --dataset DATA --out FILE, then pass --classifier FILE)")
